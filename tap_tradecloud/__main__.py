@@ -1,0 +1,5 @@
+"""Run the tap as ``python -m tap_tradecloud``."""
+
+from tap_tradecloud.tap import TapTradecloud
+
+TapTradecloud.cli()
