@@ -1,0 +1,207 @@
+"""``tap-tradecloud-webhook``: run the receiver. Credentials come only from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from tap_tradecloud.spool import (
+    DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_MIN_FREE_INODES,
+    SpoolLockedError,
+    SpoolWriter,
+    utc_now_ms,
+    validate_instance,
+)
+from tap_tradecloud.webhook.app import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_PATH,
+    ReceiverConfig,
+    create_app,
+)
+from tap_tradecloud.webhook.auth import Credentials
+
+LOGGER = logging.getLogger("tap_tradecloud.webhook")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line; request fields come from ``extra={"fields": ...}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as JSON."""
+        entry: dict[str, object] = {
+            "time": utc_now_ms(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        msg = f"must be a positive integer, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _url_path(text: str) -> str:
+    if not text.startswith("/"):
+        msg = f"must start with '/', got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="tap-tradecloud-webhook",
+        description=(
+            "Receive Tradecloud webhooks and spool them durably for tap-tradecloud. "
+            "Credentials: TRADECLOUD_WEBHOOK_USERNAME + TRADECLOUD_WEBHOOK_PASSWORD (Basic) "
+            "or TRADECLOUD_WEBHOOK_TOKEN (Bearer), from the environment."
+        ),
+    )
+    parser.add_argument(
+        "--spool-dir",
+        type=Path,
+        required=True,
+        help="Spool folder (shared with the tap's spool_dir).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1).")
+    parser.add_argument("--port", type=int, default=8080, help="Port to bind (default 8080).")
+    parser.add_argument(
+        "--path",
+        type=_url_path,
+        default=DEFAULT_PATH,
+        help=f"Webhook path (default {DEFAULT_PATH}).",
+    )
+    parser.add_argument(
+        "--instance-id",
+        default=socket.gethostname(),
+        help="This receiver's spool partition; unique per running receiver (default: host name).",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"Larger bodies get 413 (default {DEFAULT_MAX_BODY_BYTES}).",
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate chain; serve HTTPS (TLS >= 1.2)."
+    )
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert.")
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="Accept requests without credentials (testing only).",
+    )
+    parser.add_argument(
+        "--min-free-bytes",
+        type=int,
+        default=DEFAULT_MIN_FREE_BYTES,
+        help="Answer 503 when the spool file system has less free space (default 64 MiB).",
+    )
+    parser.add_argument(
+        "--min-free-inodes",
+        type=int,
+        default=DEFAULT_MIN_FREE_INODES,
+        help=f"Answer 503 below this many free inodes (default {DEFAULT_MIN_FREE_INODES}).",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        help="Seconds to let in-flight requests finish after SIGTERM (default 30).",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    return parser
+
+
+def _ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        msg = "Give both --tls-cert and --tls-key, or neither."
+        raise ValueError(msg)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the receiver until SIGTERM or SIGINT; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    try:
+        instance = validate_instance(args.instance_id)
+        credentials = None if args.insecure_no_auth else Credentials.from_env()
+        ssl_context = _ssl_context(args.tls_cert, args.tls_key)
+    except (ValueError, OSError, ssl.SSLError) as exc:
+        parser.error(str(exc))
+    if credentials is None:
+        LOGGER.warning("--insecure-no-auth: every request is accepted without credentials")
+    config = ReceiverConfig(
+        credentials=credentials, path=args.path, max_body_bytes=args.max_body_bytes
+    )
+    writer = SpoolWriter(
+        args.spool_dir,
+        instance,
+        min_free_bytes=args.min_free_bytes,
+        min_free_inodes=args.min_free_inodes,
+    )
+    try:
+        writer.open()
+    except (SpoolLockedError, OSError) as exc:
+        LOGGER.error("Cannot open the spool: %s", exc)  # noqa: TRY400 - the message says it all
+        return 1
+    try:
+        LOGGER.info(
+            "Listening on %s://%s:%d%s, spooling to %s (instance %s, resuming after sequence %d)",
+            "https" if ssl_context else "http",
+            args.host,
+            args.port,
+            args.path,
+            writer.partition,
+            instance,
+            writer.last_sequence,
+        )
+        web.run_app(
+            create_app(config, writer),
+            host=args.host,
+            port=args.port,
+            ssl_context=ssl_context,
+            shutdown_timeout=args.shutdown_timeout,
+            access_log=None,
+            print=None,
+        )
+    finally:
+        writer.close()
+    LOGGER.info("Stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
