@@ -77,8 +77,8 @@ class _SpoolGate:
 
 CONFIG_KEY = web.AppKey("config", ReceiverConfig)
 GATE_KEY = web.AppKey("gate", _SpoolGate)
-RESULT_KEY = "tap_tradecloud.result"
-BODY_BYTES_KEY = "tap_tradecloud.body_bytes"
+RESULT_KEY = web.RequestKey("result", _Stored)
+BODY_BYTES_KEY = web.RequestKey("body_bytes", int)
 
 
 def _service_unavailable(config: ReceiverConfig, reason: str) -> web.HTTPServiceUnavailable:
@@ -127,7 +127,7 @@ async def log_and_map_errors(request: web.Request, handler: Handler) -> web.Stre
 
 
 def _log_request(request: web.Request, status: int, started: float) -> None:
-    stored: _Stored | None = request.get(RESULT_KEY)
+    stored = request.get(RESULT_KEY)
     fields = {
         "method": request.method,
         "path": request.path,  # never the query string: it may hold an order id or worse

@@ -1,0 +1,123 @@
+"""The spool reader and pruning: in order from a bookmark, no skips, no unloaded file pruned."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from tap_tradecloud import spool
+from tap_tradecloud.spool import EventMeta, SpoolWriter
+
+UTC = datetime.timezone.utc
+
+
+def meta_at(received_at: str) -> EventMeta:
+    return EventMeta(received_at=received_at, method="POST", path="/webhooks/tradecloud")
+
+
+def write(tmp_path: Path, received: list[str], instance: str = "r1") -> None:
+    with SpoolWriter(tmp_path, instance, min_free_bytes=0) as writer:
+        for i, received_at in enumerate(received):
+            writer.write_event(f'{{"n":{i}}}'.encode(), meta_at(received_at))
+
+
+def sequences(tmp_path: Path, after: int = 0, instance: str = "r1") -> list[int]:
+    return [event.sequence for event in spool.iter_events(tmp_path, instance, after)]
+
+
+def test_reads_in_sequence_order_strictly_after_the_bookmark(tmp_path: Path) -> None:
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"] * 12)
+
+    assert sequences(tmp_path) == list(range(1, 13))
+    assert sequences(tmp_path, after=10) == [11, 12]
+    assert sequences(tmp_path, after=12) == []
+    assert sequences(tmp_path, instance="absent") == []
+    assert spool.list_partitions(tmp_path / "absent") == []
+
+
+def test_files_deleted_outside_the_tap_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"] * 5)
+    for sequence in (2, 3):
+        (tmp_path / "r1" / "events" / spool.event_file_name(sequence)).unlink()
+
+    with caplog.at_level(logging.WARNING):
+        assert sequences(tmp_path) == [1, 4, 5]
+    assert "has no events 2 to 3" in caplog.text
+
+
+def test_a_corrupt_file_stops_the_read_with_a_clear_error(tmp_path: Path) -> None:
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"])
+    (tmp_path / "r1" / "events" / spool.event_file_name(1)).write_bytes(b"garbage")
+
+    with pytest.raises(spool.CorruptEventError, match="not in the spool format"):
+        sequences(tmp_path)
+
+
+def test_pruning_removes_only_old_files_at_or_below_the_bookmark(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        [
+            "2026-01-01T00:00:00.000Z",  # 1 old
+            "2026-01-05T00:00:00.000Z",  # 2 young
+            "2026-01-01T00:00:00.000Z",  # 3 old
+            "2026-01-01T00:00:00.000Z",  # 4 old, above the bookmark
+            "2026-01-01T00:00:00.000Z",  # 5 old, above the bookmark, highest
+        ],
+    )
+    cutoff = datetime.datetime(2026, 1, 3, tzinfo=UTC)
+
+    deleted = spool.prune_events(tmp_path, "r1", up_to=3, received_before=cutoff)
+
+    assert deleted == [1, 3]
+    assert sequences(tmp_path) == [2, 4, 5]
+
+
+def test_pruning_keeps_the_highest_event_so_a_restarted_writer_never_reuses_numbers(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"] * 3)
+    cutoff = datetime.datetime(2026, 2, 1, tzinfo=UTC)
+
+    assert spool.prune_events(tmp_path, "r1", up_to=3, received_before=cutoff) == [1, 2]
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0) as writer:
+        assert writer.write_event(b"{}", meta_at("2026-02-02T00:00:00.000Z")) == 4
+    assert sequences(tmp_path, after=3) == [4]
+
+
+def test_concurrent_writers_and_a_repeated_reader_never_skip_or_repeat(tmp_path: Path) -> None:
+    threads, per_thread = 8, 150
+    seen: list[bytes] = []
+    bookmark = 0
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0) as writer:
+
+        def produce(worker: int) -> None:
+            for i in range(per_thread):
+                writer.write_event(f"{worker}-{i}".encode(), meta_at("2026-01-01T00:00:00.000Z"))
+
+        producers = [threading.Thread(target=produce, args=(w,)) for w in range(threads)]
+        for producer in producers:
+            producer.start()
+        reads = 0
+        while any(p.is_alive() for p in producers) and reads < 100_000:
+            for event in spool.iter_events(tmp_path, "r1", after=bookmark):
+                assert event.sequence == bookmark + 1
+                seen.append(event.body)
+                bookmark = event.sequence
+            reads += 1
+        for producer in producers:
+            producer.join(timeout=60)
+        for event in spool.iter_events(tmp_path, "r1", after=bookmark):
+            seen.append(event.body)
+            bookmark = event.sequence
+
+    assert reads > 1
+    assert bookmark == threads * per_thread
+    expected = {f"{w}-{i}".encode() for w in range(threads) for i in range(per_thread)}
+    assert len(seen) == len(expected)
+    assert set(seen) == expected

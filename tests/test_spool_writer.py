@@ -1,0 +1,180 @@
+"""The spool writer: durable, ordered, all-or-nothing, one writer per partition."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tap_tradecloud import spool
+from tap_tradecloud.spool import EventMeta, SpoolFullError, SpoolLockedError, SpoolWriter
+from tests.webhook_helpers import event_body, spool_files
+
+META = EventMeta(
+    received_at="2026-01-02T03:04:05.678Z",
+    method="POST",
+    path="/webhooks/tradecloud",
+    content_type="application/json",
+)
+
+
+@pytest.fixture
+def writer(tmp_path: Path) -> SpoolWriter:
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as opened:
+        yield opened
+
+
+def test_events_get_consecutive_sequences_and_keep_the_raw_body(
+    tmp_path: Path, writer: SpoolWriter
+) -> None:
+    bodies = [event_body(order_id=f"o-{i}") + b"  \n" for i in range(3)]  # odd whitespace kept
+
+    sequences = [writer.write_event(body, META) for body in bodies]
+
+    assert sequences == [1, 2, 3]
+    assert spool_files(tmp_path, "r1", "events") == [
+        "00000000000000000001.event",
+        "00000000000000000002.event",
+        "00000000000000000003.event",
+    ]
+    assert spool_files(tmp_path, "r1", "tmp") == []
+    events = list(spool.iter_events(tmp_path, "r1"))
+    assert [(e.instance, e.sequence, e.meta, e.body) for e in events] == [
+        ("r1", i + 1, META, body) for i, body in enumerate(bodies)
+    ]
+
+
+def test_a_second_writer_on_the_same_instance_is_refused(
+    tmp_path: Path, writer: SpoolWriter
+) -> None:
+    with pytest.raises(
+        SpoolLockedError, match=r"already written by another receiver.*--instance-id"
+    ):
+        SpoolWriter(tmp_path, "r1").open()
+    with SpoolWriter(tmp_path, "r2", min_free_bytes=0) as other:
+        assert other.write_event(b"{}", META) == 1
+    assert spool.list_partitions(tmp_path) == ["r1", "r2"]
+
+
+def test_a_restarted_writer_continues_after_the_highest_sequence(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0) as first:
+        first.write_event(b"{}", META)
+        first.write_event(b"{}", META)
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0) as second:
+        assert second.last_sequence == 2
+        assert second.write_event(b"{}", META) == 3
+
+
+def test_stale_tmp_files_are_removed_at_start_and_never_read(tmp_path: Path) -> None:
+    tmp_dir = tmp_path / "r1" / "tmp"
+    tmp_dir.mkdir(parents=True)
+    stale, fresh = tmp_dir / "stale.tmp", tmp_dir / "fresh.tmp"
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b'{"received_at":"x"}\n{"orderEvent":{}}')
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0):
+        assert spool_files(tmp_path, "r1", "tmp") == ["fresh.tmp"]
+        assert list(spool.iter_events(tmp_path, "r1")) == []
+
+
+@pytest.mark.parametrize("error", [errno.ENOSPC, errno.EIO])
+def test_a_failed_write_leaves_nothing_behind(
+    tmp_path: Path, writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    writer.write_event(b"{}", META)
+
+    def fail(fd: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(spool.os, "fsync", fail)
+    with pytest.raises(OSError, match=os.strerror(error)):
+        writer.write_event(event_body(), META)
+    monkeypatch.undo()
+
+    assert spool_files(tmp_path, "r1", "events") == ["00000000000000000001.event"]
+    assert spool_files(tmp_path, "r1", "tmp") == []
+    assert writer.write_event(b"{}", META) == 2  # no gap in the sequence
+
+
+def test_a_failed_rename_leaves_nothing_behind_and_no_gap(
+    tmp_path: Path, writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(self: Path, target: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Path, "rename", fail)
+    with pytest.raises(OSError, match="Input/output"):
+        writer.write_event(b"{}", META)
+    monkeypatch.undo()
+
+    assert spool_files(tmp_path, "r1", "tmp") == []
+    assert spool_files(tmp_path, "r1", "events") == []
+    assert writer.write_event(b"{}", META) == 1
+
+
+def test_the_free_space_guard_refuses_before_writing(tmp_path: Path) -> None:
+    with SpoolWriter(tmp_path, "bytes", min_free_bytes=2**62) as by_bytes:
+        with pytest.raises(SpoolFullError, match="bytes free, below the guard"):
+            by_bytes.write_event(b"{}", META)
+        with pytest.raises(SpoolFullError):
+            by_bytes.quarantine(b"{}", META, "bad")
+    with SpoolWriter(tmp_path, "inodes", min_free_bytes=0, min_free_inodes=2**62) as by_inodes:
+        if os.statvfs(tmp_path).f_files == 0:
+            pytest.skip("this file system has no inode limit")
+        with pytest.raises(SpoolFullError, match="inodes free"):
+            by_inodes.write_event(b"{}", META)
+    for instance in ("bytes", "inodes"):
+        assert spool_files(tmp_path, instance, "events") == []
+        assert spool_files(tmp_path, instance, "tmp") == []
+
+
+def test_quarantine_keeps_the_raw_body_with_metadata_and_reason(
+    tmp_path: Path, writer: SpoolWriter
+) -> None:
+    name = writer.quarantine(b"not json\x00\xff", META, "body is not valid JSON")
+
+    [kept] = spool.iter_quarantine(tmp_path, "r1")
+    assert (kept.name, kept.meta, kept.reason, kept.body) == (
+        name,
+        META,
+        "body is not valid JSON",
+        b"not json\x00\xff",
+    )
+    assert name.startswith("20260102030405678-")
+    assert spool_files(tmp_path, "r1", "events") == []
+
+
+def test_instance_names_must_be_safe_folder_names(tmp_path: Path) -> None:
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 200):
+        with pytest.raises(ValueError, match="Invalid receiver instance id"):
+            SpoolWriter(tmp_path, bad)
+
+
+def test_disk_full_on_a_real_small_tmpfs(tmp_path: Path) -> None:
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = os.system(f"mount -t tmpfs -o size=256k tmpfs {mount_point} 2>/dev/null")
+    if mounted != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+    try:
+        acknowledged, refusals = [], []
+        with SpoolWriter(mount_point, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+            for i in range(200):
+                body = event_body(order_id=f"o-{i}", padding=3000)
+                try:
+                    acknowledged.append((writer.write_event(body, META), body))
+                except OSError as exc:
+                    refusals.append(exc.errno)
+        assert acknowledged
+        assert refusals
+        assert set(refusals) == {errno.ENOSPC}
+        assert spool_files(mount_point, "r1", "tmp") == []
+        read = [(e.sequence, e.body) for e in spool.iter_events(mount_point, "r1")]
+        assert read == acknowledged
+    finally:
+        os.system(f"umount {mount_point}")
