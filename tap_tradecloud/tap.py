@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import typing as t
+from functools import cached_property
+
+import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._util import load_json
+from singer_sdk.plugin_base import _ConfigInput
+from singer_sdk.tap_base import CliTestOptionValue
+
+from tap_tradecloud.connection import TradecloudConnection
+from tap_tradecloud.settings import setting_errors
+from tap_tradecloud.streams import OrdersStream
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Stream
 
 PRODUCTION_API_URL = "https://api.tradecloud1.com/v2"
 PROCESS_STATUSES = ["Issued", "InProgress", "Confirmed", "Rejected", "Completed", "Cancelled"]
@@ -22,7 +37,8 @@ class TapTradecloud(Tap):
             default=PRODUCTION_API_URL,
             description=(
                 "Base URL of the Tradecloud API, including `/v2`. Production: "
-                "`https://api.tradecloud1.com/v2`; acceptance: `https://api.accp.tradecloud1.com/v2`; "
+                "`https://api.tradecloud1.com/v2`; acceptance: "
+                "`https://api.accp.tradecloud1.com/v2`; "
                 "test: `https://api.test.tradecloud1.com/v2`; the offline sandbox: "
                 "`http://127.0.0.1:8766/v2`."
             ),
@@ -65,36 +81,74 @@ class TapTradecloud(Tap):
             default="search",
             allowed_values=["search", "poll"],
             description=(
-                "`search`: `POST /order-search/search` with the inclusive `lastUpdatedSince` filter. "
+                "`search`: `POST /order-search/search` with the inclusive `lastUpdatedSince` "
+                "filter. "
                 "`poll`: `POST /order-search/poll` with the exclusive `lastUpdatedAfter` filter."
             ),
         ),
         th.Property(
             "company_id",
             th.StringType,
-            description="Only orders of this Tradecloud company id (for users with several companies).",
+            description=(
+                "Only orders of this Tradecloud company id (for users with several companies)."
+            ),
         ),
         th.Property(
             "process_status",
-            th.ArrayType(th.StringType),
+            th.ArrayType(th.StringType(allowed_values=PROCESS_STATUSES)),
             description=f"Only orders in these process statuses: {', '.join(PROCESS_STATUSES)}.",
         ),
         th.Property(
             "logistics_status",
-            th.ArrayType(th.StringType),
-            description=f"Only orders in these logistics statuses: {', '.join(LOGISTICS_STATUSES)}.",
+            th.ArrayType(th.StringType(allowed_values=LOGISTICS_STATUSES)),
+            description=(
+                f"Only orders in these logistics statuses: {', '.join(LOGISTICS_STATUSES)}."
+            ),
         ),
         th.Property(
             "page_size",
-            th.IntegerType,
+            th.IntegerType(minimum=1, maximum=100),
             default=100,
             description="Orders per request, 1 to 100 (Tradecloud's maximum).",
         ),
         th.Property(
             "max_requests_per_second",
-            th.NumberType,
+            th.NumberType(exclusive_minimum=0),
             default=10,
             description="Upper bound on requests per second to Tradecloud (Tradecloud's rule: 10).",
+        ),
+        th.Property(
+            "company_role",
+            th.StringType,
+            default="buyer",
+            allowed_values=["buyer", "supplier"],
+            description=(
+                "With `polling_api=search` and `company_id`: whether `company_id` is the buyer "
+                "(`filters.buyerOrder.companyId`) or the supplier "
+                "(`filters.supplierOrder.companyId`) of the orders to extract. The poll API's "
+                "`filters.companyId` matches either, so `poll` ignores this setting."
+            ),
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0, maximum=20),
+            default=5,
+            description=(
+                "Retries of a request that failed with 429, a 5xx, a timeout or a dropped "
+                "connection (exponential backoff that honours `Retry-After`)."
+            ),
+        ),
+        th.Property(
+            "retry_max_wait_seconds",
+            th.NumberType(minimum=0),
+            default=60,
+            description="Longest single wait between two tries of a request, in seconds.",
+        ),
+        th.Property(
+            "request_timeout_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=60,
+            description="Seconds to wait for Tradecloud to answer a request before retrying it.",
         ),
         th.Property(
             "spool_dir",
@@ -124,9 +178,71 @@ class TapTradecloud(Tap):
         ),
     ).to_dict()
 
-    def discover_streams(self) -> list:
-        """Return the tap's streams."""
-        return []
+    def __init__(self, *args: t.Any, validate_config: bool = True, **kwargs: t.Any) -> None:
+        """Build the tap; with ``validate_config``, refuse bad settings before any request."""
+        super().__init__(*args, validate_config=validate_config, **kwargs)
+        if validate_config and (errors := setting_errors(self.config)):
+            raise ConfigValidationError("Config validation failed", errors=errors)
+
+    @cached_property
+    def connection(self) -> TradecloudConnection:
+        """The one connection to Tradecloud that all streams of this run share."""
+        return TradecloudConnection(self.config)
+
+    def discover_streams(self) -> list[Stream]:
+        """The ``orders`` stream, and ``webhook_events`` when ``spool_dir`` is set."""
+        streams: list[Stream] = [OrdersStream(tap=self)]
+        if self.config.get("spool_dir"):
+            from tap_tradecloud.webhook_events import WebhookEventsStream  # noqa: PLC0415
+
+            streams.append(WebhookEventsStream(tap=self))
+        return streams
+
+    def run(self) -> None:
+        """Sync every selected stream, then log out, also when the sync fails."""
+        try:
+            self.sync_all()
+        finally:
+            self.connection.close()
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``: the SDK's connection test, then log out."""
+        if value == CliTestOptionValue.Disabled.value:
+            return
+        config: _ConfigInput = ctx.params.get("config", _ConfigInput())
+        tap = cls(config=config.config, parse_env_config=config.parse_env, validate_config=True)
+        try:
+            if value == CliTestOptionValue.Schema.value:
+                tap.write_schemas()
+            else:
+                tap.run_connection_test()
+        finally:
+            tap.connection.close()
+        ctx.exit()
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+    ) -> None:
+        """The SDK's sync command, but through :meth:`run` so the session is logged out."""
+        super(Tap, cls).invoke(about=about, about_format=about_format)
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        tap = cls(
+            config=config.config,
+            state=None if state is None else load_json(state.read()),
+            catalog=None if catalog is None else load_json(catalog.read()),
+            parse_env_config=config.parse_env,
+            validate_config=True,
+        )
+        tap.run()
 
 
 if __name__ == "__main__":

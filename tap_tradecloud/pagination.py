@@ -1,0 +1,142 @@
+"""The sliding-window paginator: the only place that knows how pages are asked for.
+
+Each request filters on ``lastUpdatedAt >= since`` (the *anchor*) and uses ``offset`` only to
+step over the orders already read at exactly the anchor timestamp. After every page the anchor
+moves to the last record's ``lastUpdatedAt``. This keeps offsets small (Tradecloud's search
+refuses ``offset + limit > 10000``) and survives orders that change while the tap is paging: a
+changed order leaves its old place and shows up again later with a newer timestamp.
+
+To notice an order that left the anchor group (which would shift the group's later offsets
+left and hide a record), every follow-up request starts one record early: the first record
+returned must be the last one read. If it is not, the group is read again from offset 0 and
+the ids already seen there are skipped.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.pagination import BaseAPIPaginator
+
+if t.TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import requests
+
+#: Tradecloud's search index serves at most this many results per query (offset + limit).
+RESULT_WINDOW = 10_000
+#: Tradecloud refuses ``limit`` above this.
+MAX_PAGE_SIZE = 100
+#: Re-reads of one anchor group (after it changed under us) before giving up.
+MAX_GROUP_REREADS = 20
+
+
+class WindowToken(t.TypedDict):
+    """One page request: orders with ``lastUpdatedAt >= since``, from ``offset``, ``limit`` many."""
+
+    since: str
+    offset: int
+    limit: int
+
+
+class PagingError(RuntimeError):
+    """The result set cannot be paged without losing or repeating orders."""
+
+
+class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
+    """Pages through orders sorted by (``lastUpdatedAt``, stable tiebreak).
+
+    The stream hands every page to :meth:`take_page`, which returns the records not yet seen
+    and decides the next token; the SDK then calls :meth:`advance`, which only reads that
+    decision. Records must carry ``id`` and a normalised ``lastUpdatedAt``.
+    """
+
+    def __init__(self, *, since: str, page_size: int, seen_at_since: Sequence[str] = ()) -> None:
+        """Start at ``since``; ``seen_at_since`` lists ids already emitted at that timestamp.
+
+        The ids are assumed to be the first ones of their group, in order (as a previous run
+        emitted them); if that no longer holds, the group is re-read and deduplicated.
+        """
+        self._page_size = page_size
+        self._anchor = since
+        self._seen: set[str] = set(seen_at_since)
+        self._position = len(seen_at_since)  # records of the anchor group read in this pass
+        self._last_id: str | None = seen_at_since[-1] if seen_at_since else None
+        self._rereads = 0
+        self._more = True
+        super().__init__(self._next_token())
+
+    def take_page(self, records: list[dict]) -> list[dict]:
+        """Consume one page (in server order); return the records not emitted before."""
+        token = self.current_value
+        page_was_full = len(records) >= token["limit"]
+        if self._position > 0:
+            if self._starts_with_last_read(records):
+                records = records[1:]
+            elif token["offset"] > 0:
+                self._restart_group()
+                return []
+            else:  # an offset-0 page is a fresh pass over the group anyway
+                self._position, self._last_id = 0, None
+        fresh = [record for record in records if self._is_new(record)]
+        self._more = page_was_full
+        return fresh
+
+    def get_next(self, response: requests.Response) -> WindowToken | None:
+        """The token :meth:`take_page` decided on, or None after a short page."""
+        return self._next_token() if self._more else None
+
+    def has_more(self, response: requests.Response) -> bool:
+        """False once a short page came back (no extra empty request)."""
+        return self._more
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        """A full page of re-reads yields no record but paging must go on."""
+        return self._more
+
+    def _next_token(self) -> WindowToken:
+        overlap = 1 if self._position > 0 else 0
+        offset = self._position - overlap
+        limit = min(self._page_size + overlap, MAX_PAGE_SIZE, RESULT_WINDOW - offset)
+        if limit <= overlap:
+            raise PagingError(
+                f"More than {RESULT_WINDOW - 2} orders share lastUpdatedAt {self._anchor}. "
+                f"Tradecloud's search serves at most {RESULT_WINDOW} results per query, so these "
+                "orders cannot all be read; the tap stops rather than skip any. Narrow the "
+                "extraction (company_id, process_status, logistics_status) or ask Tradecloud "
+                "support to spread the timestamps."
+            )
+        return {"since": self._anchor, "offset": offset, "limit": limit}
+
+    def _starts_with_last_read(self, records: list[dict]) -> bool:
+        return bool(records) and (
+            records[0]["id"] == self._last_id and records[0]["lastUpdatedAt"] == self._anchor
+        )
+
+    def _restart_group(self) -> None:
+        """An order left the anchor group while paging: read the group again from offset 0."""
+        self._rereads += 1
+        if self._rereads > MAX_GROUP_REREADS:
+            raise PagingError(
+                f"The orders sharing lastUpdatedAt {self._anchor} changed {MAX_GROUP_REREADS} "
+                "times while the tap was paging through them; run the tap again later."
+            )
+        self._position, self._last_id = 0, None
+        self._more = True
+
+    def _is_new(self, record: dict) -> bool:
+        updated_at = record["lastUpdatedAt"]
+        if updated_at != self._anchor:
+            if updated_at < self._anchor:
+                raise PagingError(
+                    f"Tradecloud returned order {record['id']} (lastUpdatedAt {updated_at}) "
+                    f"after orders updated at {self._anchor}; results must be sorted by "
+                    "lastUpdatedAt ascending."
+                )
+            self._anchor, self._seen, self._position, self._rereads = updated_at, set(), 0, 0
+        self._position += 1
+        self._last_id = record["id"]
+        if record["id"] in self._seen:
+            return False
+        self._seen.add(record["id"])
+        return True

@@ -1,0 +1,54 @@
+"""One UTC form for every timestamp the tap compares: ``YYYY-MM-DDThh:mm:ss.SSSZ``.
+
+The SDK compares bookmarks as strings, so records, bookmarks and filters must all use
+exactly this form for string order to equal time order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+EPOCH = "1970-01-01T00:00:00.000Z"
+
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+_ISO_8601 = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<time>\d{2}:\d{2}(?::\d{2})?)"
+    r"(?:[.,](?P<fraction>\d+))?\s*(?P<zone>Z|z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def parse_utc(value: str) -> dt.datetime:
+    """Parse an ISO 8601 date-time that names its zone; raise ValueError otherwise."""
+    match = _ISO_8601.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not an ISO 8601 date-time")
+    if match["zone"] is None:
+        raise ValueError(f"{value!r} has no time zone; add 'Z' or an offset such as '+01:00'")
+    zone = "+00:00" if match["zone"] in {"Z", "z"} else match["zone"]
+    if len(zone) == 3:
+        zone += ":00"
+    elif ":" not in zone:
+        zone = f"{zone[:3]}:{zone[3:]}"
+    micros = (match["fraction"] or "0")[:6].ljust(6, "0")
+    seconds = match["time"] if match["time"].count(":") == 2 else f"{match['time']}:00"
+    parsed = dt.datetime.fromisoformat(f"{match['date']}T{seconds}.{micros}{zone}")
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def format_utc(moment: dt.datetime) -> str:
+    """Format an aware datetime as ``YYYY-MM-DDThh:mm:ss.SSSZ`` (truncated to milliseconds)."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
+
+
+def normalise(value: str) -> str:
+    """Return ``value`` in the canonical UTC millisecond form."""
+    if _CANONICAL.fullmatch(value):
+        return value
+    return format_utc(parse_utc(value))
+
+
+def one_ms_before(value: str) -> str:
+    """The canonical timestamp one millisecond before ``value``."""
+    return format_utc(parse_utc(value) - dt.timedelta(milliseconds=1))
