@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 PAYLOAD_KEYS = ("orderEvent", "singleDeliveryOrderEvent", "orderDocumentsEvent")
@@ -15,14 +16,16 @@ class UnacceptableBodyError(ValueError):
     """An authenticated body that is not a Tradecloud event (it goes to quarantine)."""
 
 
-def parse_event_body(body: bytes) -> tuple[str, dict[str, Any]]:
+def parse_event_body(
+    body: bytes, parse_float: Callable[[str], Any] = float
+) -> tuple[str, dict[str, Any]]:
     """Return ``(payload key, parsed body)`` of a POST/PUT body, or raise UnacceptableBodyError.
 
     Unknown ``eventName`` values are fine (Tradecloud adds names at any time); the body must be
     a JSON object holding one of the known payload objects.
     """
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_float=parse_float)
     except (ValueError, UnicodeDecodeError) as exc:
         msg = f"body is not valid JSON: {exc}"
         raise UnacceptableBodyError(msg) from None
