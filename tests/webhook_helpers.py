@@ -109,9 +109,14 @@ def receiver_in_thread(
 class ReceiverProcess:
     """``tap-tradecloud-webhook`` started from its console script, as a user would."""
 
-    def __init__(self, spool_dir: Path, instance: str, *extra_args: str) -> None:
+    def __init__(
+        self, spool_dir: Path, instance: str, *extra_args: str, tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify: str | bool = str(tls[0]) if tls else True
+        if tls:
+            extra_args = (*extra_args, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
         self.log_path = spool_dir.parent / f"receiver-{instance}-{uuid.uuid4().hex[:6]}.log"
         env = {**os.environ, "TRADECLOUD_WEBHOOK_TOKEN": TOKEN}
         args = [str(RECEIVER_SCRIPT), "--spool-dir", str(spool_dir), "--instance-id", instance]
@@ -129,7 +134,8 @@ class ReceiverProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"receiver exited: {self.log_path.read_text()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                health = requests.get(self.url + "/healthz", timeout=1, verify=self.verify)
+                if health.status_code == 200:
                     return
             except requests.ConnectionError:
                 time.sleep(0.05)

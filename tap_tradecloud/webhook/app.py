@@ -90,6 +90,8 @@ def _service_unavailable(config: ReceiverConfig, reason: str) -> web.HTTPService
 
 
 def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, ConnectionError):
+        return "client connection lost"
     if is_disk_full(exc):
         return "spool disk full"
     if isinstance(exc, OSError):

@@ -123,8 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shutdown-timeout",
         type=float,
-        default=30.0,
-        help="Seconds to let in-flight requests finish after SIGTERM (default 30).",
+        default=10.0,
+        help=(
+            "After SIGTERM, seconds to let requests whose body has arrived finish their spool "
+            "write (default 10). Uploads still in progress are cut and never acknowledged."
+        ),
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
