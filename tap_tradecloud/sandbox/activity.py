@@ -127,7 +127,7 @@ class OrderChanger:
         order["meta"] = self.factory.meta(now_ms, order["buyerOrder"]["companyId"])
 
     def new_order(self, number: int, now_ms: int) -> OrderChange:
-        order = self.factory.order(number, now_ms)
+        order = self.factory.order(number, now_ms, fresh=True)
         event_lines = tuple(line["id"] for line in order["lines"])
         return OrderChange(order, "OrderIssuedByBuyer", event_lines)
 

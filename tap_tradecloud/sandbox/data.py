@@ -226,16 +226,20 @@ class OrderFactory:
             }
         return line
 
-    def order(self, number: int, updated_ms: int) -> Order:
-        """Order number ``number`` (unique per factory), last updated at ``updated_ms``."""
+    def order(self, number: int, updated_ms: int, *, fresh: bool = False) -> Order:
+        """Order number ``number`` (unique per factory), last updated at ``updated_ms``;
+        ``fresh``: just issued by the buyer (version 1, every line ``Issued``)."""
         rng = self.rng
         buyer = rng.choice(self.buyer_ids)
         supplier = rng.choice(self.supplier_ids)
-        issued_ms = updated_ms - (rng.randint(1, 30 * 86_400_000) if rng.random() < 0.4 else 0)
+        aged = not fresh and rng.random() < 0.4
+        issued_ms = updated_ms - (rng.randint(1, 30 * 86_400_000) if aged else 0)
         issued_at, updated_at = format_ms(issued_ms), format_ms(updated_ms)
         issue_day = _day_number(issued_ms)
         # Most orders move as a whole; some have lines at stages of their own.
         stage = (rng.choice(_STATUS_DRAW), 0.0 if rng.random() < 0.7 else 0.3)
+        if fresh:
+            stage = ("Issued", 0.0)
         low, high = self.lines_per_order
         # Lines untouched since the issue keep its time; the last line changed with the order.
         count = rng.randint(low, high)
