@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import io
 import json
 import logging
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests_mock
@@ -19,42 +17,9 @@ from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
 from tap_tradecloud.webhook_events import WebhookEventsStream
-from tests.webhook_helpers import event_body
+from tests.webhook_helpers import API_URL, bookmarks, config, event_body, sync
 
-API_URL = "https://tradecloud.test/v2"
 OLD = "2026-01-01T00:00:00.000Z"
-
-
-def config(spool_dir: Path, **overrides: Any) -> dict[str, Any]:
-    return {
-        "username": "integration@example.com",
-        "password": "tap-password",
-        "auth_method": "basic",
-        "api_url": API_URL,
-        "spool_dir": str(spool_dir),
-        "fetch_orders_for_notifications": False,
-        **overrides,
-    }
-
-
-def sync(settings: dict[str, Any], state: dict | None = None) -> tuple[list[dict], list[dict], str]:
-    """Run the tap with only webhook_events selected; return records, STATE values, stdout."""
-    tap = TapTradecloud(config=settings, state=copy.deepcopy(state) if state else None)
-    for name, stream in tap.streams.items():
-        stream.selected = name == "webhook_events"
-    out = io.StringIO()
-    with redirect_stdout(out):
-        tap.sync_all()
-    messages = [json.loads(line) for line in out.getvalue().splitlines()]
-    records = [m["record"] for m in messages if m["type"] == "RECORD"]
-    states = [m["value"] for m in messages if m["type"] == "STATE"]
-    return records, states, out.getvalue()
-
-
-def bookmarks(state: dict) -> dict[str, int]:
-    partitions = state["bookmarks"]["webhook_events"]["partitions"]
-    assert all("progress_markers" not in p for p in partitions)
-    return {p["context"]["receiver_instance"]: p["replication_key_value"] for p in partitions}
 
 
 def post_meta(received_at: str = OLD, method: str = "POST") -> EventMeta:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import io
 import json
 import os
 import signal
@@ -13,14 +15,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from aiohttp import web
 
 from tap_tradecloud.spool import SpoolWriter
+from tap_tradecloud.tap import TapTradecloud
 from tap_tradecloud.webhook.app import ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
 
@@ -28,6 +32,7 @@ TOKEN = "test-webhook-token"
 USERNAME = "tradecloud"
 PASSWORD = "test-webhook-password"
 PATH = "/webhooks/tradecloud"
+API_URL = "https://tradecloud.test/v2"
 RECEIVER_SCRIPT = Path(sys.executable).parent / "tap-tradecloud-webhook"
 
 
@@ -157,3 +162,92 @@ class ReceiverProcess:
 def auth_headers() -> dict[str, str]:
     """Headers of an authenticated JSON request."""
     return {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def config(spool_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """Tap settings for reading ``spool_dir`` (Basic auth against a mocked API)."""
+    return {
+        "username": "integration@example.com",
+        "password": "tap-password",
+        "auth_method": "basic",
+        "api_url": API_URL,
+        "spool_dir": str(spool_dir),
+        "fetch_orders_for_notifications": False,
+        **overrides,
+    }
+
+
+def sync(settings: dict[str, Any], state: dict | None = None) -> tuple[list[dict], list[dict], str]:
+    """Run the tap with only webhook_events selected; return records, STATE values, stdout."""
+    tap = TapTradecloud(config=settings, state=copy.deepcopy(state) if state else None)
+    for name, stream in tap.streams.items():
+        stream.selected = name == "webhook_events"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        tap.sync_all()
+    messages = [json.loads(line) for line in out.getvalue().splitlines()]
+    records = [m["record"] for m in messages if m["type"] == "RECORD"]
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    return records, states, out.getvalue()
+
+
+def bookmarks(state: dict) -> dict[str, int]:
+    """The webhook_events bookmark of each receiver partition in a STATE value."""
+    partitions = state["bookmarks"]["webhook_events"]["partitions"]
+    assert all("progress_markers" not in p for p in partitions)
+    return {p["context"]["receiver_instance"]: p["replication_key_value"] for p in partitions}
+
+
+class Load:
+    """Client threads POSTing events with unique message ids; remembers which got a 200."""
+
+    def __init__(self, url: str, *, threads: int, per_thread: int, prefix: str = "m") -> None:
+        self.url = url
+        self.lock = threading.Lock()
+        self.attempted: set[str] = set()
+        self.acknowledged: set[str] = set()
+        self.failed = 0
+        self.threads = [
+            threading.Thread(target=self._post, args=(f"{prefix}-{t}", per_thread), daemon=True)
+            for t in range(threads)
+        ]
+
+    def start(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self.threads)
+
+    def join(self, timeout: float = 120.0) -> None:
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+
+    def wait_for_acknowledgements(self, count: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < count and time.monotonic() < deadline and self.running():
+            time.sleep(0.01)
+
+    def _post(self, name: str, count: int) -> None:
+        with requests.Session() as session:
+            for i in range(count):
+                message_id = f"{name}-{i}"
+                with self.lock:
+                    self.attempted.add(message_id)
+                try:
+                    answer = session.post(
+                        self.url,
+                        data=event_body(message_id=message_id, padding=1500),
+                        headers=auth_headers(),
+                        timeout=10,
+                    )
+                except requests.ConnectionError:
+                    with self.lock:
+                        self.failed += 1
+                    return
+                with self.lock:
+                    if answer.status_code == 200:
+                        self.acknowledged.add(message_id)
+                    else:
+                        self.failed += 1

@@ -1,0 +1,74 @@
+"""Receivers run from the CLI, loaded and killed: the tap reads each acknowledged event once."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from tests.webhook_helpers import Load, ReceiverProcess, bookmarks, config, sync
+
+
+def test_sigkill_under_load_loses_no_acknowledged_event_and_doubles_none(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    receiver = ReceiverProcess(spool_dir, "crash")
+    try:
+        receiver.wait_healthy()
+        load = Load(receiver.webhook_url, threads=16, per_thread=60, prefix="before").start()
+        load.wait_for_acknowledgements(250)
+        receiver.process.send_signal(signal.SIGKILL)
+        load.join()
+    finally:
+        receiver.stop()
+    restarted = ReceiverProcess(spool_dir, "crash")
+    try:
+        restarted.wait_healthy()
+        after = Load(restarted.webhook_url, threads=2, per_thread=5, prefix="after").start()
+        after.join()
+    finally:
+        restarted.stop()
+
+    records, states, _ = sync(config(spool_dir))
+
+    assert len(load.acknowledged) >= 250
+    assert load.failed > 0  # the kill really hit the receiver under load
+    read = [record["event_id"] for record in records]
+    assert len(read) == len(set(read))  # none read twice
+    assert load.acknowledged | after.acknowledged <= set(read)  # every acknowledged one read
+    assert set(read) <= load.attempted | after.attempted  # nothing else
+    assert len(after.acknowledged) == 10
+    sequences = [record["spool_sequence"] for record in records]
+    assert sequences == list(range(1, len(records) + 1))
+    assert bookmarks(states[-1]) == {"crash": len(records)}
+
+
+def test_several_receivers_share_a_spool_while_the_tap_reads_repeatedly(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    receivers = [ReceiverProcess(spool_dir, f"host-{i}") for i in range(3)]
+    read: list[str] = []
+    runs = 0
+    try:
+        for receiver in receivers:
+            receiver.wait_healthy()
+        loads = [
+            Load(r.webhook_url, threads=4, per_thread=40, prefix=f"host-{i}").start()
+            for i, r in enumerate(receivers)
+        ]
+        state: dict | None = None
+        while any(load.running() for load in loads) and runs < 200:
+            records, states, _ = sync(config(spool_dir), state)
+            read += [record["event_id"] for record in records]
+            state = states[-1]
+            runs += 1
+        for load in loads:
+            load.join()
+        records, _, _ = sync(config(spool_dir), state)
+        read += [record["event_id"] for record in records]
+    finally:
+        for receiver in receivers:
+            receiver.stop()
+
+    acknowledged = set().union(*(load.acknowledged for load in loads))
+    assert runs > 1
+    assert len(acknowledged) == 3 * 4 * 40
+    assert len(read) == len(set(read))  # none read twice across runs
+    assert set(read) == acknowledged  # none skipped
