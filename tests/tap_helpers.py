@@ -37,8 +37,11 @@ def make_order(index: int, updated_at: str, version: int = 1, **extra: t.Any) ->
         "buyerOrder": {"companyId": "buyer", "purchaseOrderNumber": f"PO{index:05d}"},
         "supplierOrder": {"companyId": "supplier"},
         "status": {"processStatus": "Issued", "logisticsStatus": "Open"},
+        "indicators": {"deliveryOverdue": False},
         "lines": [{"id": "1", "lastUpdatedAt": updated_at}],
         "version": version,
+        "eventDates": {},
+        "meta": {"messageId": f"m{index}", "source": {"companyId": "buyer"}},
         "lastUpdatedAt": updated_at,
         **extra,
     }
