@@ -62,7 +62,7 @@ class WebhookEventsStream(TradecloudStream):
     @property
     def spool_dir(self) -> Path:
         """The ``spool_dir`` setting."""
-        return Path(self.config["spool_dir"])
+        return Path(self.config["spool_dir"]).expanduser()
 
     @property
     def partitions(self) -> list[dict]:

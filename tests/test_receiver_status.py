@@ -272,6 +272,25 @@ def test_the_free_space_guard_gets_503_and_fails_the_health_check(
     assert nothing_written(tmp_path)
 
 
+def test_a_full_write_queue_gets_503(tmp_path: Path) -> None:
+    with receiver_in_thread(tmp_path, max_pending_writes=0) as running:
+        answer = requests.post(
+            running.webhook_url, data=event_body(), headers=auth_headers(), timeout=TIMEOUT
+        )
+
+    assert (answer.status_code, answer.headers["Retry-After"]) == (503, "10")
+    assert nothing_written(tmp_path)
+
+
+def test_credentials_never_show_their_secrets() -> None:
+    credentials = Credentials.from_env(
+        {"TRADECLOUD_WEBHOOK_USERNAME": USERNAME, "TRADECLOUD_WEBHOOK_PASSWORD": PASSWORD}
+    )
+
+    assert repr(credentials) == "Credentials(basic)"
+    assert PASSWORD not in f"{credentials!r} {credentials!s}"
+
+
 def test_a_bug_gets_503_never_500(
     tmp_path: Path, receiver: InThreadReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

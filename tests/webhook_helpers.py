@@ -87,13 +87,19 @@ def receiver_in_thread(
     credentials: Credentials | None = None,
     max_body_bytes: int = 1024 * 1024,
     min_free_bytes: int = 0,
+    max_pending_writes: int = 256,
 ) -> Iterator[InThreadReceiver]:
     """Run the receiver app in a thread; stop it and release the spool on exit."""
     if credentials is None:
         credentials = Credentials(token=TOKEN.encode())
     writer = SpoolWriter(spool_dir, instance, min_free_bytes=min_free_bytes, min_free_inodes=0)
     writer.open()
-    config = ReceiverConfig(credentials=credentials, path=PATH, max_body_bytes=max_body_bytes)
+    config = ReceiverConfig(
+        credentials=credentials,
+        path=PATH,
+        max_body_bytes=max_body_bytes,
+        max_pending_writes=max_pending_writes,
+    )
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(create_app(config, writer), access_log=None)
     loop.run_until_complete(runner.setup())
