@@ -15,6 +15,7 @@ import requests
 
 from tap_tradecloud import spool
 from tap_tradecloud.webhook import app as receiver_app
+from tap_tradecloud.webhook.app import ACCESS_LOGGER
 from tap_tradecloud.webhook.auth import Credentials
 from tests.webhook_helpers import (
     PASSWORD,
@@ -318,7 +319,7 @@ def test_one_log_line_per_request_without_secrets_or_body(
         requests.post(receiver.webhook_url, data=b"{", headers=auth_headers(), timeout=TIMEOUT)
         requests.post(receiver.webhook_url, data=event_body(), timeout=TIMEOUT)
 
-    lines = [r.fields for r in caplog.records if r.name == "tap_tradecloud.webhook.access"]
+    lines = [r.__dict__["fields"] for r in caplog.records if r.name == ACCESS_LOGGER.name]
     assert [(line["method"], line["status"]) for line in lines] == [
         ("POST", 200),
         ("GET", 200),

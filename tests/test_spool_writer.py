@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ META = EventMeta(
 
 
 @pytest.fixture
-def writer(tmp_path: Path) -> SpoolWriter:
+def writer(tmp_path: Path) -> Iterator[SpoolWriter]:
     with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as opened:
         yield opened
 
