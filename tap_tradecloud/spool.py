@@ -354,33 +354,34 @@ def read_event(spool_dir: Path | str, instance: str, sequence: int) -> SpooledEv
 
 
 def iter_events(spool_dir: Path | str, instance: str, after: int = 0) -> Iterator[SpooledEvent]:
-    """Yield the partition's events with a sequence above ``after``, in sequence order.
+    """Yield the partition's events above ``after`` in sequence order, one file at a time.
 
-    Reads one file at a time. Stops at the first missing number unless a higher number is
-    visible: names are given and made visible in order, so then the missing file is gone for
-    good (pruned or deleted by hand) and is skipped with a warning.
+    Reads up to the highest event present when called, after an fsync of the folder: so every
+    event yielded survives a power loss, and a restarted writer can never hand the number of a
+    yielded event to a different one. Names are given and made visible in order, so a number
+    missing below that highest one was deleted outside the tap; it is skipped with a warning.
     """
-    sequence = after + 1
     events_dir = _partition(spool_dir, instance) / EVENTS_DIR
-    while True:
+    last = max(_sequences(events_dir), default=0)
+    if last <= after:
+        return
+    _fsync_dir(events_dir)
+    gap_start: int | None = None
+    for sequence in range(after + 1, last + 1):
         try:
-            yield read_event(spool_dir, instance, sequence)
+            event = read_event(spool_dir, instance, sequence)
         except FileNotFoundError:
-            later = [seq for seq in _sequences(events_dir) if seq >= sequence]
-            if not later:
-                return
-            if not (events_dir / event_file_name(sequence)).exists():
-                LOGGER.warning(
-                    "Spool partition %s has no events %d to %d; they were deleted outside the "
-                    "tap. Continuing at %d.",
-                    instance,
-                    sequence,
-                    min(later) - 1,
-                    min(later),
-                )
-                sequence = min(later)
+            gap_start = sequence if gap_start is None else gap_start
             continue
-        sequence += 1
+        if gap_start is not None:
+            LOGGER.warning(
+                "Spool partition %s has no events %d to %d; they were deleted outside the tap.",
+                instance,
+                gap_start,
+                sequence - 1,
+            )
+            gap_start = None
+        yield event
 
 
 def highest_sequence(spool_dir: Path | str, instance: str) -> int:

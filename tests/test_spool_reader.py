@@ -121,3 +121,21 @@ def test_concurrent_writers_and_a_repeated_reader_never_skip_or_repeat(tmp_path:
     expected = {f"{w}-{i}".encode() for w in range(threads) for i in range(per_thread)}
     assert len(seen) == len(expected)
     assert set(seen) == expected
+
+
+def test_the_reader_makes_the_folder_durable_before_yielding_and_stops_at_that_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"] * 2)
+    synced: list[Path] = []
+    real_fsync_dir = spool._fsync_dir
+    monkeypatch.setattr(spool, "_fsync_dir", lambda d: (synced.append(d), real_fsync_dir(d)))
+
+    reader = spool.iter_events(tmp_path, "r1")
+    first = next(reader)
+    assert synced == [tmp_path / "r1" / "events"]
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"])  # arrives during the read: next run's
+    rest = [event.sequence for event in reader]
+
+    assert (first.sequence, rest) == (1, [2])
+    assert sequences(tmp_path, after=2) == [3]
