@@ -81,7 +81,7 @@ class SandboxServer(Sandbox):
         if self._startup_error is not None:
             self._thread.join(_STOP_TIMEOUT)
             raise RuntimeError(
-                f"the sandbox could not listen on {self.config.host}:{self.config.port}: "
+                f"the sandbox could not start on {self.config.host}:{self.config.port}: "
                 f"{self._startup_error}"
             ) from self._startup_error
 
@@ -98,10 +98,11 @@ class SandboxServer(Sandbox):
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._startup())
-        except OSError as error:
+        except Exception as error:  # handed to the thread that starts the server
             self._startup_error = error
-            self._started.set()
+            loop.run_until_complete(self._shutdown())
             loop.close()
+            self._started.set()
             return
         self._loop = loop
         self._started.set()

@@ -51,7 +51,7 @@ def authorization_header(auth: tuple[str, ...] | None) -> str | None:
         return None
     kind, *values = auth
     if kind == "basic" and len(values) == 2:
-        return aiohttp.BasicAuth(values[0], values[1]).encode()
+        return aiohttp.encode_basic_auth(values[0], values[1])
     if kind == "bearer" and len(values) == 1:
         return f"Bearer {values[0]}"
     raise ValueError('webhook_auth must be ("basic", user, password) or ("bearer", token)')
