@@ -26,6 +26,7 @@ from tests.webhook_helpers import (
     auth_headers,
     event_body,
     receiver_in_thread,
+    small_tmpfs,
     spool_files,
 )
 
@@ -253,6 +254,27 @@ def test_spool_io_errors_get_503_with_retry_after_and_leave_nothing(
     assert [post.status_code, get.status_code, bad.status_code] == [503, 503, 503]
     assert post.headers["Retry-After"] == "10"
     assert nothing_written(tmp_path)
+
+
+def test_a_full_disk_gets_503_and_keeps_every_acknowledged_event(tmp_path: Path) -> None:
+    statuses = []
+    with (
+        small_tmpfs(tmp_path / "small") as mount_point,
+        receiver_in_thread(mount_point) as running,
+        requests.Session() as session,
+    ):
+        for i in range(120):
+            body = event_body(message_id=f"m{i}", padding=3000)
+            answer = session.post(
+                running.webhook_url, data=body, headers=auth_headers(), timeout=10
+            )
+            statuses.append((answer.status_code, answer.headers.get("Retry-After")))
+        stored = [e.body for e in spool.iter_events(mount_point, "r1")]
+        leftovers = spool_files(mount_point, "r1", "tmp")
+
+    assert set(statuses) == {(200, None), (503, "10")}
+    assert len(stored) == statuses.count((200, None))
+    assert leftovers == []
 
 
 def test_the_free_space_guard_gets_503_and_fails_the_health_check(

@@ -12,7 +12,7 @@ import pytest
 
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolFullError, SpoolLockedError, SpoolWriter
-from tests.webhook_helpers import event_body, spool_files
+from tests.webhook_helpers import event_body, small_tmpfs, spool_files
 
 META = EventMeta(
     received_at="2026-01-02T03:04:05.678Z",
@@ -157,25 +157,22 @@ def test_instance_names_must_be_safe_folder_names(tmp_path: Path) -> None:
 
 
 def test_disk_full_on_a_real_small_tmpfs(tmp_path: Path) -> None:
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = os.system(f"mount -t tmpfs -o size=256k tmpfs {mount_point} 2>/dev/null")
-    if mounted != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
-    try:
-        acknowledged, refusals = [], []
-        with SpoolWriter(mount_point, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
-            for i in range(200):
-                body = event_body(order_id=f"o-{i}", padding=3000)
-                try:
-                    acknowledged.append((writer.write_event(body, META), body))
-                except OSError as exc:
-                    refusals.append(exc.errno)
-        assert acknowledged
-        assert refusals
-        assert set(refusals) == {errno.ENOSPC}
-        assert spool_files(mount_point, "r1", "tmp") == []
+    acknowledged, refusals = [], []
+    with (
+        small_tmpfs(tmp_path / "small") as mount_point,
+        SpoolWriter(mount_point, "r1", min_free_bytes=0, min_free_inodes=0) as writer,
+    ):
+        for i in range(200):
+            body = event_body(order_id=f"o-{i}", padding=3000)
+            try:
+                acknowledged.append((writer.write_event(body, META), body))
+            except OSError as exc:
+                refusals.append(exc.errno)
         read = [(e.sequence, e.body) for e in spool.iter_events(mount_point, "r1")]
-        assert read == acknowledged
-    finally:
-        os.system(f"umount {mount_point}")
+        leftovers = spool_files(mount_point, "r1", "tmp")
+
+    assert acknowledged
+    assert refusals
+    assert set(refusals) == {errno.ENOSPC}
+    assert leftovers == []
+    assert read == acknowledged

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from aiohttp import web
 
@@ -52,6 +53,23 @@ def event_body(
     if padding:
         event["buyerOrder"] = {"description": "x" * padding}
     return json.dumps({"eventName": event_name, kind: event}).encode()
+
+
+@contextmanager
+def small_tmpfs(mount_point: Path, size: str = "256k") -> Iterator[Path]:
+    """Mount a tiny tmpfs (needs root); skip the test when this machine does not allow it."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 def free_port() -> int:
