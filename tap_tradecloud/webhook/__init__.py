@@ -1,0 +1,1 @@
+"""The webhook receiver: ``tap-tradecloud-webhook`` (aiohttp app in ``app``, CLI in ``cli``)."""
