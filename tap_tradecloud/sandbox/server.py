@@ -53,6 +53,11 @@ class SandboxServer(Sandbox):
         return f"{self.base_url}/v2"
 
     @property
+    def controls_enabled(self) -> bool:
+        """The ``/_sandbox`` routes need no auth, so they exist only on a loopback address."""
+        return is_loopback(self.config.host)
+
+    @property
     def webhook_log(self) -> list[WebhookDelivery]:
         """Every webhook the sender considers delivered (answered 2xx), in order."""
         return [] if self.webhooks is None else list(self.webhooks.delivered)
@@ -125,7 +130,7 @@ class SandboxServer(Sandbox):
             )
             self.webhooks.start(asyncio.get_running_loop())
             self.on_change = self.webhooks.submit
-        app = build_app(self, webhook_log=self._webhook_log_json, controls=is_loopback(cfg.host))
+        app = build_app(self, webhook_log=self._webhook_log_json, controls=self.controls_enabled)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
