@@ -22,7 +22,8 @@ AUTH_PREFIX = "/v2/authentication/"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SANDBOX_KEY = web.AppKey("sandbox", Sandbox)
 JSON_KEY = web.RequestKey("json", object)  # the parsed body, read once by the middleware
-WEBHOOK_LOG_KEY = web.AppKey("webhook_log", Callable[[], list[dict[str, Any]]])
+WebhookLog = Callable[[], list[dict[str, Any]]]
+WEBHOOK_LOG_KEY: web.AppKey[WebhookLog] = web.AppKey("webhook_log")
 
 
 def _sandbox(request: web.Request) -> Sandbox:
@@ -209,9 +210,7 @@ async def delivered_webhooks(request: web.Request) -> web.Response:
     return web.json_response(request.app[WEBHOOK_LOG_KEY]())
 
 
-def build_app(
-    sandbox: Sandbox, *, webhook_log: Callable[[], list[dict[str, Any]]], controls: bool
-) -> web.Application:
+def build_app(sandbox: Sandbox, *, webhook_log: WebhookLog, controls: bool) -> web.Application:
     """The aiohttp application; ``controls`` adds the unauthenticated ``/_sandbox`` routes."""
     app = web.Application(middlewares=[api_middleware])
     app[SANDBOX_KEY] = sandbox

@@ -70,7 +70,7 @@ class RequestRecord:
     auth_scheme: str | None  # "Basic", "Bearer" or None
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: it is a live server
 class Sandbox:
     """The orders, tokens and faults, shared by the API handlers and the Python interface."""
 
@@ -166,7 +166,7 @@ class Sandbox:
         with self._lock:
             ids = self.store.ids()
             chosen = self._change_rng.sample(sorted(ids), min(count, len(ids)))
-            changed = []
+            changed: list[str] = []
             for order_id in chosen:
                 order = self.store.load(order_id)
                 if order is not None:
@@ -176,7 +176,7 @@ class Sandbox:
     def add_orders(self, count: int) -> list[str]:
         """Issue ``count`` new orders now; returns their ids."""
         with self._lock:
-            added = []
+            added: list[str] = []
             while len(added) < count:
                 change = self._changer.new_order(self._next_number, self._timestamp())
                 self._next_number += 1

@@ -143,7 +143,7 @@ class OrderFactory:
         self.buyer_ids = [_uuid(rng) for _ in range(3)]
         self.supplier_ids = [_uuid(rng) for _ in range(8)]
         self.user_ids = [_uuid(rng) for _ in range(6)]
-        self.items = [
+        self.items: list[dict[str, Any]] = [
             {
                 "number": f"{10000 + n}",
                 "revision": rng.choice(("A", "B", "v2", "")),
