@@ -10,6 +10,8 @@ import pytest
 import requests
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, generate_orders
+from tap_tradecloud.sandbox.api import build_app
+from tap_tradecloud.sandbox.server import is_loopback
 from tests.sandbox_helpers import PASSWORD, TIMEOUT, USERNAME, bearer, ids, login, post
 
 START = "2024-03-01T08:00:00.000Z"
@@ -263,3 +265,31 @@ def test_requests_log_records_what_the_server_saw(sb: SandboxServer) -> None:
         200,
         "Basic",
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+    ],
+)
+def test_controls_only_on_loopback_addresses(host: str, loopback: bool) -> None:
+    assert is_loopback(host) == loopback
+    app = build_app(
+        SandboxServer(SandboxConfig(order_count=1, host=host)),
+        webhook_log=list,
+        controls=loopback,
+    )
+    paths = {resource.canonical for resource in app.router.resources()}
+    assert ("/_sandbox/control" in paths) == loopback
+    assert "/v2/order-search/poll" in paths
+
+
+def test_control_endpoint_refuses_unknown_keys(sb: SandboxServer) -> None:
+    response = requests.post(f"{sb.base_url}/_sandbox/control", json={"nap": 1}, timeout=TIMEOUT)
+    assert response.status_code == 400
+    assert "Unknown control keys ['nap']" in response.text

@@ -165,3 +165,17 @@ def test_change_orders_bumps_version_and_timestamps() -> None:
             assert order_id not in before
             assert order["version"] == 1
             assert order["lastUpdatedAt"] >= latest_change
+
+
+def test_same_seed_same_changes_and_same_faults() -> None:
+    def run() -> tuple[list[str], list[str], list[int]]:
+        with _server(error_rate=0.5) as sb:
+            token = login(sb)[0]
+            changed = sb.change_orders(4)
+            names = [sb.get_order(order_id)["meta"]["messageId"] for order_id in changed]
+            statuses = [_poll(sb, token).status_code for _ in range(10)]
+            return changed, names, statuses
+
+    first = run()
+    assert first == run()
+    assert {200} < set(first[2])

@@ -74,7 +74,7 @@ class TokenService:
         return TokenPair(self._sign(claims), refresh_token)
 
     def _sign(self, claims: dict[str, object]) -> str:
-        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
         payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
         signature = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256)
         return f"{header}.{payload}.{_b64url(signature.digest())}"
