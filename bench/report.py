@@ -1,0 +1,103 @@
+"""RESULTS.md: the machine, the run, and every benchmark's commands, figures and verdicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+from bench.common import REPO, Section
+
+
+def machine() -> list[tuple[str, str]]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return [
+        ("CPU", cpu),
+        ("cores", str(os.cpu_count())),
+        ("RAM", f"{mem_kb / 1024 / 1024:.1f} GiB"),
+        ("kernel", f"{platform.system()} {platform.release()}"),
+        ("Python", platform.python_version()),
+        ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
+    ]
+
+
+def git_commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    dirty = (
+        " (with uncommitted changes)"
+        if git("status", "--porcelain", "--", "tap_tradecloud", "bench")
+        else ""
+    )
+    return git("rev-parse", "HEAD") + dirty
+
+
+def render(
+    sections: list[Section],
+    *,
+    started: dt.datetime,
+    seconds: float,
+    command: str,
+    host: list[tuple[str, str]],
+    commit: str,
+) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{command}` on {started:%Y-%m-%d %H:%M} UTC in {seconds:.0f} s, "
+        f"at commit `{commit}`. Every figure is compared with a baseline measured in the same "
+        "run; absolute numbers drift with the machine and its load (2 shared cores).",
+        "",
+        "| machine | |",
+        "| --- | --- |",
+        *(f"| {key} | {value} |" for key, value in host),
+        "",
+        "## Targets",
+        "",
+        "| benchmark | figure | measured | target | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for section in sections:
+        for target in section.targets:
+            number = section.title.split(".", 1)[0]
+            lines.append(
+                f"| {number} | {target.what} | {target.measured} | {target.goal} | **{target.verdict}** |"
+            )
+    for section in sections:
+        lines += ["", f"## {section.title}", ""]
+        if section.commands:
+            lines += ["```", *section.commands, "```", ""]
+        if section.header:
+            lines.append("| " + " | ".join(section.header) + " |")
+            lines.append("|" + " --- |" * len(section.header))
+            lines += ["| " + " | ".join(row) + " |" for row in section.rows]
+            lines.append("")
+        for target in section.targets:
+            lines.append(
+                f"- {target.what}: {target.measured} (target {target.goal}): **{target.verdict}**"
+            )
+        lines += [f"\n{note}" for note in section.notes]
+        if section.profile:
+            lines += [
+                "",
+                "Profile (cProfile, top entries by own time):",
+                "",
+                "```",
+                section.profile,
+                "```",
+            ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,110 @@
+"""``make bench``: run every benchmark and write bench/RESULTS.md.
+
+.venv/bin/python bench/run.py            # full sizes, about 10 minutes
+.venv/bin/python bench/run.py --quick    # small sizes, a smoke test of about a minute
+.venv/bin/python bench/run.py --only 1,4 --output /tmp/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import e2e_bench, receiver_bench, report, spool_bench, tap_bench
+from bench.common import BENCH, Section
+
+
+@dataclass(frozen=True)
+class Sizes:
+    throughput_orders: int
+    rounds: int
+    backlog_orders: int
+    memory_orders: tuple[int, int]
+    receiver_events: int
+    paced_seconds: float
+    spool_events: tuple[int, int]
+    e2e_orders: int
+
+
+FULL = Sizes(20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000), 10_000)
+QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), 300)
+
+
+def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Section]]]:
+    def requests_and_throughput() -> list[Section]:
+        sections = tap_bench.throughput_and_requests(workdir, sizes.throughput_orders, sizes.rounds)
+        tap_bench.backlog_requests(workdir, sizes.backlog_orders, sections[1])
+        return sections
+
+    return {
+        "1,2": requests_and_throughput,
+        "3": lambda: [tap_bench.memory(workdir, sizes.memory_orders)],
+        "4": lambda: [receiver_bench.receiver(workdir, sizes.receiver_events, sizes.paced_seconds)],
+        "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],
+        "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders)],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark numbers, e.g. 1,4")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default: bench/RESULTS.md (bench/RESULTS-quick.md with --quick)",
+    )
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    output = args.output or BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    wanted = {n for n in args.only.split(",") if n}
+    started = dt.datetime.now(dt.timezone.utc)
+    clock = time.monotonic()
+    host, commit = report.machine(), report.git_commit()
+    sections: list[Section] = []
+    with tempfile.TemporaryDirectory(prefix="tap-tradecloud-bench-") as tmp:
+        for numbers, run in benchmarks(sizes, Path(tmp)).items():
+            if wanted and not wanted & set(numbers.split(",")):
+                continue
+            print(f"benchmark {numbers} ...", file=sys.stderr, flush=True)
+            try:
+                sections += run()
+            except Exception:  # one broken benchmark must not hide the others' figures
+                sections.append(
+                    Section(
+                        title=f"{numbers}. FAILED", notes=["```", traceback.format_exc(), "```"]
+                    )
+                )
+                traceback.print_exc()
+    command = (
+        "python bench/run.py"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only else "")
+    )
+    text = report.render(
+        sections,
+        started=started,
+        seconds=time.monotonic() - clock,
+        command=command,
+        host=host,
+        commit=commit,
+    )
+    output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
