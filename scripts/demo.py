@@ -1,9 +1,9 @@
 """The whole pipeline on this machine, with no credentials: `make demo`.
 
-Starts the offline sandbox (an honest Tradecloud look-alike) and the webhook receiver, lets the sandbox
-change orders and fire webhooks, runs `meltano run tap-tradecloud target-postgres` twice (the second
-run incremental), prints what landed, and stops everything it started. Without a PostgreSQL server on
-127.0.0.1:5432 it loads into an embedded DuckDB file instead, and says so.
+Starts the offline sandbox (an honest Tradecloud look-alike) and the webhook receiver, lets the
+sandbox change orders and fire webhooks, runs `meltano run tap-tradecloud target-postgres` twice
+(the second run incremental), prints what landed, and stops everything it started. Without a
+PostgreSQL server on 127.0.0.1:5432 it loads into an embedded DuckDB file instead, and says so.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def background(name: str, cmd: list[str], env: dict[str, str] | None = None) -> 
 def postgres_ready() -> bool:
     try:
         with psycopg.connect(PG_ADMIN_DSN, connect_timeout=3, autocommit=True) as conn:
-            if not conn.execute("select 1 from pg_database where datname = 'tradecloud'").fetchone():
+            if not conn.execute(
+                "select 1 from pg_database where datname = 'tradecloud'"
+            ).fetchone():
                 conn.execute("create database tradecloud")
         with psycopg.connect(PG_DEMO_DSN, autocommit=True) as conn:
             conn.execute("drop schema if exists tradecloud cascade")
@@ -105,8 +107,8 @@ SUMMARY_SQL = {
     "union all select 'webhook_events', count(*) from tradecloud.webhook_events",
     "orders": 'select id, version, "lastUpdatedAt", status from tradecloud.orders '
     'order by "lastUpdatedAt" desc, id limit 5',
-    "events": "select event_name, order_id, http_method, received_at from tradecloud.webhook_events "
-    "order by received_at desc limit 5",
+    "events": "select event_name, order_id, http_method, received_at "
+    "from tradecloud.webhook_events order by received_at desc limit 5",
 }
 
 
@@ -119,8 +121,9 @@ def query_warehouse(loader: str) -> dict[str, list]:
         "print(json.dumps({k: con.sql(q).fetchall() for k, q in json.loads(sys.argv[2]).items()},"
         " default=str))"
     )
+    database = str(DATA / "tradecloud.duckdb")
     out = subprocess.run(  # noqa: S603
-        [str(DUCKDB_PYTHON), "-c", script, str(DATA / "tradecloud.duckdb"), json.dumps(SUMMARY_SQL)],
+        [str(DUCKDB_PYTHON), "-c", script, database, json.dumps(SUMMARY_SQL)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return json.loads(out)
@@ -131,8 +134,8 @@ def show_warehouse(loader: str) -> None:
     for table, count in found["counts"]:
         print(f"   {table:<15} {count:>6} rows")
     print("   latest orders:")
-    for order_id, version, updated, status in found["orders"]:
-        status = status if isinstance(status, dict) else json.loads(status or "{}")
+    for order_id, version, updated, raw_status in found["orders"]:
+        status = raw_status if isinstance(raw_status, dict) else json.loads(raw_status or "{}")
         print(f"     {order_id}  v{version}  {updated}  {status.get('processStatus')}")
     print("   latest webhook events:")
     for name, order_id, method, received in found["events"]:
@@ -174,13 +177,17 @@ def main() -> None:
         "--max-runtime", "900",
     ]  # fmt: skip
     with (
-        background("receiver", receiver_cmd, {**os.environ, "TRADECLOUD_WEBHOOK_TOKEN": WEBHOOK_TOKEN}),
+        background(
+            "receiver", receiver_cmd, {**os.environ, "TRADECLOUD_WEBHOOK_TOKEN": WEBHOOK_TOKEN}
+        ),
         background("sandbox", sandbox_cmd),
     ):
         wait_until(lambda: requests.get(f"http://127.0.0.1:{receiver_port}/healthz", timeout=2).ok,
                    "the receiver")  # fmt: skip
         wait_until(lambda: delivered(sandbox_url) >= FIRST_WEBHOOKS, "the sandbox's webhooks")
-        print(f"   sandbox on {sandbox_url}: 1000 orders; {FIRST_WEBHOOKS} changes fired as webhooks")
+        print(
+            f"   sandbox on {sandbox_url}: 1000 orders; {FIRST_WEBHOOKS} changes fired as webhooks"
+        )
 
         run_pipeline(env, loader, "run 1")
         show_warehouse(loader)

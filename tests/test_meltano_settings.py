@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 JSON_TYPE_TO_KINDS = {
     "string": {"string", "email", "password", "options", "date_iso8601"},
     "integer": {"integer"},
-    "number": {"decimal", "integer"},
+    # Meltano 4.4 cannot serialise `decimal` values that come from the environment.
+    "number": {"integer"},
     "boolean": {"boolean"},
     "array": {"array"},
     "object": {"object"},

@@ -1,4 +1,4 @@
-"""Helpers to run the real pipeline: `meltano run tap-tradecloud target-postgres` into PostgreSQL."""
+"""Helpers to run the pipeline `meltano run tap-tradecloud target-postgres`, into PostgreSQL."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MELTANO = REPO_ROOT / ".venv-meltano" / "bin" / "meltano"
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
-WEBHOOK_TOKEN = "e2e-webhook-token"  # noqa: S105 - a test credential for a loopback receiver
+WEBHOOK_TOKEN = "e2e-webhook-token"
 JOB = ("tap-tradecloud", "target-postgres")
 
 
@@ -83,7 +83,7 @@ class Receiver:
             "--instance-id", "e2e-receiver",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)  # noqa: S603
+            self.process = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -136,7 +136,7 @@ class MeltanoProject:
         return env
 
     def meltano(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(  # noqa: S603
+        return subprocess.run(
             [str(MELTANO), *args],
             cwd=REPO_ROOT,
             env=self.env(),
@@ -149,11 +149,13 @@ class MeltanoProject:
     def run_pipeline(self) -> subprocess.CompletedProcess:
         result = self.meltano("run", *JOB)
         if result.returncode != 0:
-            raise AssertionError(f"meltano run failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+            raise AssertionError(
+                f"meltano run failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+            )
         return result
 
     def start_pipeline(self) -> subprocess.Popen:
-        return subprocess.Popen(  # noqa: S603
+        return subprocess.Popen(
             [str(MELTANO), "run", *JOB],
             cwd=REPO_ROOT,
             env=self.env(),

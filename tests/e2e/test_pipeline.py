@@ -1,7 +1,7 @@
 """End to end: `meltano run tap-tradecloud target-postgres` against the sandbox, into PostgreSQL.
 
-Every test here drives the real pieces as a user would: the sandbox serves the API and fires webhooks,
-the receiver is started from its CLI, Meltano installs and runs the tap and target-postgres, and the
+Every test here drives the real pieces as a user would: the sandbox serves the API and fires
+webhooks, the receiver is started from its CLI, Meltano runs the tap and target-postgres, and the
 assertions read the tables in PostgreSQL on 127.0.0.1:5432.
 """
 
@@ -153,9 +153,10 @@ def test_run_after_target_killed_midway_loses_nothing(tmp_path: Path, warehouse:
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if warehouse.table_exists("orders") and warehouse.query(
-                    'select count(*) from "{schema}".orders'
-                )[0][0] >= 200:
+                if (
+                    warehouse.table_exists("orders")
+                    and warehouse.query('select count(*) from "{schema}".orders')[0][0] >= 200
+                ):
                     break
                 assert pipeline.poll() is None, "the pipeline finished before the target was killed"
                 time.sleep(0.2)
