@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import typing as t
 from functools import cached_property
 
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._util import load_json
 from singer_sdk.plugin_base import _ConfigInput
@@ -19,16 +21,36 @@ from tap_tradecloud.streams import OrdersStream
 
 if t.TYPE_CHECKING:
     from singer_sdk import Stream
+    from singer_sdk.singerlib.encoding.simple import Message
 
 PRODUCTION_API_URL = "https://api.tradecloud1.com/v2"
 PROCESS_STATUSES = ["Issued", "InProgress", "Confirmed", "Rejected", "Completed", "Cancelled"]
 LOGISTICS_STATUSES = ["Open", "Produced", "ReadyToShip", "Shipped", "Delivered", "Cancelled"]
 
 
+class SingerOutput(MsgSpecWriter):
+    """The SDK's msgspec writer, several times faster than its default simplejson one.
+
+    It also accepts a text-only stdout (``contextlib.redirect_stdout(io.StringIO())``), which
+    ``MsgSpecWriter`` itself cannot write to.
+    """
+
+    def write_message(self, message: Message) -> None:
+        """Write one message line to stdout."""
+        line = self.format_message(message)
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            sys.stdout.write(line.decode())
+        else:
+            buffer.write(line)
+        sys.stdout.flush()
+
+
 class TapTradecloud(Tap):
     """Singer tap for Tradecloud orders."""
 
     name = "tap-tradecloud"
+    message_writer_class = SingerOutput
 
     config_jsonschema = th.PropertiesList(
         th.Property(
