@@ -87,7 +87,7 @@ class TradecloudLoginAuth(AuthBase):
         password: str,
         session: requests.Session,
         retry_policy: RetryPolicy,
-        timeout: float,
+        timeout: int,
     ) -> None:
         """Authenticate against ``api_url`` (the ``/v2`` base) through ``session``."""
         self._api_url = api_url.rstrip("/")

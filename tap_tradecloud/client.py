@@ -29,7 +29,20 @@ class NotFoundError(FatalAPIError):
 
 def page_json(response: requests.Response) -> dict[str, t.Any]:
     """The response body as JSON, numbers with decimals as :class:`~decimal.Decimal`."""
-    return t.cast("dict[str, t.Any]", response.json(parse_float=decimal.Decimal))
+    try:
+        body = response.json(parse_float=decimal.Decimal)
+    except ValueError as error:
+        raise FatalAPIError(
+            f"{response.request.method} {urlparse(response.url).path} answered HTTP "
+            f"{response.status_code} with a body that is not JSON ({response.text[:200]!r}): "
+            "check that api_url is the Tradecloud API base URL ending in /v2."
+        ) from error
+    if not isinstance(body, dict):
+        raise FatalAPIError(
+            f"{response.request.method} {urlparse(response.url).path} answered a JSON "
+            f"{type(body).__name__} where Tradecloud sends an object."
+        )
+    return body
 
 
 class TradecloudStream(RESTStream[t.Any]):
@@ -61,7 +74,7 @@ class TradecloudStream(RESTStream[t.Any]):
     @property
     def timeout(self) -> int:
         """Seconds to wait for an answer (``request_timeout_seconds``)."""
-        return int(self.connection.timeout)
+        return self.connection.timeout
 
     def request_decorator(self, func: Callable[..., t.Any]) -> Callable[..., t.Any]:
         """Retry under the connection's policy (honours ``Retry-After``, bounded tries)."""
@@ -89,10 +102,10 @@ class TradecloudStream(RESTStream[t.Any]):
         answer = response.text[:1000]
         if response.status_code == HTTPStatus.UNAUTHORIZED:
             return (
-                f"Tradecloud refused the credentials for {where} ({status}, even after "
-                "renewing the access token): check the username and password settings and "
-                "that the user has Tradecloud's `integration` role; with auth_method=basic, "
-                "note that Tradecloud accepts Basic only on a few endpoints."
+                f"Tradecloud refused the credentials for {where} ({status}): check the "
+                "username and password settings and that the user has Tradecloud's "
+                "`integration` role; with auth_method=basic, note that Tradecloud accepts "
+                "Basic only on a few endpoints (use auth_method=login)."
             )
         if response.status_code == HTTPStatus.FORBIDDEN:
             return (

@@ -30,7 +30,7 @@ class TradecloudConnection:
         """Prepare (but do not open) a connection for ``config``."""
         self._config = config
         self.api_url: str = config["api_url"].rstrip("/")
-        self.timeout: float = float(config.get("request_timeout_seconds", 60))
+        self.timeout: int = int(config.get("request_timeout_seconds", 60))
         self.retry_policy = RetryPolicy(
             max_tries=int(config.get("max_retries", 5)) + 1,
             base_seconds=min(1.0, float(config.get("retry_max_wait_seconds", 60))),

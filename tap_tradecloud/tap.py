@@ -168,7 +168,7 @@ class TapTradecloud(Tap):
         ),
         th.Property(
             "request_timeout_seconds",
-            th.NumberType(exclusive_minimum=0),
+            th.IntegerType(minimum=1),
             default=60,
             description="Seconds to wait for Tradecloud to answer a request before retrying it.",
         ),

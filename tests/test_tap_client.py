@@ -299,3 +299,13 @@ def test_throttle_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     adapter.send(request)
     assert slept == [0.25, 0.25]
     assert len(sent) == 4
+
+
+def test_a_non_json_answer_names_the_likely_cause(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    requests_mock.post(SEARCH, text="<html>Welcome to nginx</html>")
+    _, error = run_tap_failing(config())
+    assert isinstance(error, FatalAPIError)
+    assert "not JSON" in str(error)
+    assert "api_url" in str(error)
