@@ -8,6 +8,7 @@ import typing as t
 from http import HTTPStatus
 from urllib.parse import quote, urlparse
 
+import msgspec
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
@@ -27,10 +28,14 @@ class NotFoundError(FatalAPIError):
     """Tradecloud answered 404."""
 
 
+# msgspec parses a page of orders several times faster than requests' JSON decoder.
+_JSON_DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
+
+
 def page_json(response: requests.Response) -> dict[str, t.Any]:
     """The response body as JSON, numbers with decimals as :class:`~decimal.Decimal`."""
     try:
-        body = response.json(parse_float=decimal.Decimal)
+        body = _JSON_DECODER.decode(response.content)
     except ValueError as error:
         raise FatalAPIError(
             f"{response.request.method} {urlparse(response.url).path} answered HTTP "
