@@ -60,8 +60,9 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         self._page_size = page_size
         self._anchor = since
         self._seen: set[str] = set(seen_at_since)
-        self._position = len(seen_at_since)  # records of the anchor group read in this pass
-        self._last_id: str | None = seen_at_since[-1] if seen_at_since else None
+        self._position = len(seen_at_since)  # records of the current query read in this pass
+        self._last: tuple[str, str] | None = (seen_at_since[-1], since) if seen_at_since else None
+        self._in_window = bool(seen_at_since)  # read a record at or after the anchor this pass
         self._rereads = 0
         self._more = True
         super().__init__(self._next_token())
@@ -77,7 +78,7 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
                 self._restart_group()
                 return []
             else:  # an offset-0 page is a fresh pass over the group anyway
-                self._position, self._last_id = 0, None
+                self._start_pass()
         fresh = [record for record in records if self._is_new(record)]
         self._more = page_was_full
         return fresh
@@ -109,9 +110,10 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         return {"since": self._anchor, "offset": offset, "limit": limit}
 
     def _starts_with_last_read(self, records: list[dict]) -> bool:
-        return bool(records) and (
-            records[0]["id"] == self._last_id and records[0]["lastUpdatedAt"] == self._anchor
-        )
+        return bool(records) and (records[0]["id"], records[0]["lastUpdatedAt"]) == self._last
+
+    def _start_pass(self) -> None:
+        self._position, self._last, self._in_window = 0, None, False
 
     def _restart_group(self) -> None:
         """An order left the anchor group while paging: read the group again from offset 0."""
@@ -121,22 +123,25 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
                 f"The orders sharing lastUpdatedAt {self._anchor} changed {MAX_GROUP_REREADS} "
                 "times while the tap was paging through them; run the tap again later."
             )
-        self._position, self._last_id = 0, None
+        self._start_pass()
         self._more = True
 
     def _is_new(self, record: dict) -> bool:
-        updated_at = record["lastUpdatedAt"]
-        if updated_at != self._anchor:
-            if updated_at < self._anchor:
-                raise PagingError(
-                    f"Tradecloud returned order {record['id']} (lastUpdatedAt {updated_at}) "
-                    f"after orders updated at {self._anchor}; results must be sorted by "
-                    "lastUpdatedAt ascending."
-                )
+        order_id, updated_at = record["id"], record["lastUpdatedAt"]
+        if updated_at > self._anchor:
             self._anchor, self._seen, self._position, self._rereads = updated_at, set(), 0, 0
+        elif updated_at < self._anchor and self._in_window:
+            raise PagingError(
+                f"Tradecloud returned order {order_id} (lastUpdatedAt {updated_at}) after "
+                f"orders updated at {self._anchor}; results must be sorted by lastUpdatedAt "
+                "ascending."
+            )
         self._position += 1
-        self._last_id = record["id"]
-        if record["id"] in self._seen:
+        self._last = (order_id, updated_at)
+        if updated_at < self._anchor:
+            return False  # older than the window: the filter let in a little more than asked
+        self._in_window = True
+        if order_id in self._seen:
             return False
-        self._seen.add(record["id"])
+        self._seen.add(order_id)
         return True

@@ -69,6 +69,7 @@ class FakeTradecloud:
     logouts: int = 0
     on_search: t.Callable[[int], None] | None = None
     searches: int = 0
+    inclusive_after: bool = False  # a look-alike whose `lastUpdatedAfter` means >=
 
     def install(self, mock: requests_mock.Mocker) -> None:
         """Register the endpoints on ``mock``."""
@@ -128,7 +129,13 @@ class FakeTradecloud:
             self.on_search(self.searches)
         filters = body.get("filters", {})
         if "lastUpdatedAfter" in filters:
-            matches = [o for o in self.orders if o["lastUpdatedAt"] > filters["lastUpdatedAfter"]]
+            after = filters["lastUpdatedAfter"]
+            matches = [
+                o
+                for o in self.orders
+                if o["lastUpdatedAt"] > after
+                or (self.inclusive_after and o["lastUpdatedAt"] == after)
+            ]
         else:
             since = filters.get("lastUpdatedSince", "")
             matches = [o for o in self.orders if o["lastUpdatedAt"] >= since]

@@ -84,3 +84,11 @@ def test_unsorted_answer_is_refused() -> None:
     paginator = SlidingWindowPaginator(since=T1, page_size=2)
     with pytest.raises(PagingError, match="sorted by lastUpdatedAt"):
         paginator.take_page([rec("a", T1), rec("b", T0)])
+
+
+def test_leading_records_older_than_the_anchor_are_skipped_and_counted() -> None:
+    paginator = SlidingWindowPaginator(since=T1, page_size=3)
+    page = [rec("x", T0), rec("a", T1), rec("b", T1)]
+    assert paginator.take_page(page) == [rec("a", T1), rec("b", T1)]
+    paginator.advance(None)  # type: ignore[arg-type]
+    assert paginator.current_value == {"since": T1, "offset": 2, "limit": 4}

@@ -181,3 +181,14 @@ def test_cli_about_discover_version_and_test(fake: FakeTradecloud, tmp_path: Pat
     assert test.exit_code == 0, test.output
     assert sum('"type":"RECORD"' in line.replace(" ", "") for line in test.stdout.splitlines()) == 1
     assert fake.logouts == 1
+
+
+def test_a_poll_filter_that_also_includes_its_boundary_loses_and_repeats_nothing(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    fake.inclusive_after = True
+    fake.orders = [make_order(100 * s + i, ts(s, 500)) for s in range(10) for i in range(12)]
+    fake.orders += [make_order(100 * s + 99, ts(s, 499)) for s in range(10)]
+    output = run_tap(config(polling_api="poll", page_size=10))
+    assert sorted(output.keys) == sorted((o["id"], 1) for o in fake.orders)
+    assert run_tap(config(polling_api="poll"), state=output.final_state).records == []
