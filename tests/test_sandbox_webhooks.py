@@ -158,7 +158,9 @@ def test_single_delivery_events() -> None:
         body = json.loads(receiver.received[0].body)
         line = body["singleDeliveryOrderEvent"]["lines"][0]
         assert "deliverySchedule" not in line
-        assert set(line["scheduledDelivery"]) == {"date", "quantity"}
+        scheduled = line["statusLine"]["scheduledDelivery"]
+        assert set(scheduled) == {"date", "quantity"}
+        assert scheduled["quantity"] > 0
 
 
 def test_activity_mode_changes_orders_and_fires_webhooks_until_its_bound() -> None:

@@ -133,10 +133,12 @@ class OrderChanger:
 
 
 def _single_delivery(line: Line) -> Line:
-    """A line as the single-delivery format shows it: one scheduled delivery."""
+    """A line as the single-delivery format shows it: ``statusLine.scheduledDelivery`` in place
+    of ``deliverySchedule``."""
     single = {key: value for key, value in line.items() if key != "deliverySchedule"}
     first = line["deliverySchedule"][0] if line["deliverySchedule"] else {}
-    single["scheduledDelivery"] = {"date": first.get("date"), "quantity": first.get("quantity")}
+    scheduled = {"date": first.get("date"), "quantity": first.get("quantity")}
+    single["statusLine"] = {"scheduledDelivery": scheduled}
     return single
 
 

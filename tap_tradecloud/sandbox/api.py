@@ -74,8 +74,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     failure = sandbox.faults.for_request(is_auth=request.path.startswith(AUTH_PREFIX))
     if failure is not None:
         headers = {} if failure.retry_after is None else {"Retry-After": str(failure.retry_after)}
+        text = INVALID_AUTH if failure.status == 401 else f"Sandbox fault: HTTP {failure.status}"
         response: web.StreamResponse = web.Response(
-            status=failure.status, text=f"Sandbox fault: HTTP {failure.status}", headers=headers
+            status=failure.status, text=text, headers=headers
         )
     else:
         try:
