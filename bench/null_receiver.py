@@ -1,0 +1,41 @@
+"""The receiver baseline: the same aiohttp app and CLI logging, with a writer that writes nothing.
+
+python bench/null_receiver.py PORT      # Bearer token from $TRADECLOUD_WEBHOOK_TOKEN
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+from aiohttp import web
+
+from tap_tradecloud.spool import EventMeta, SpoolWriter
+from tap_tradecloud.webhook.app import ReceiverConfig, create_app
+from tap_tradecloud.webhook.auth import Credentials
+from tap_tradecloud.webhook.cli import _configure_logging
+
+
+class NullWriter(SpoolWriter):
+    """Hands out sequence numbers like the spool writer, and stores nothing."""
+
+    def write_event(self, body: bytes, meta: EventMeta) -> int:
+        with self._rename_lock:
+            self._last_sequence += 1
+            return self._last_sequence
+
+    def check_free_space(self) -> None:
+        return None
+
+
+def main(port: int) -> None:
+    _configure_logging("INFO")
+    with tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
+        writer = NullWriter(folder, "baseline")
+        writer.open()  # folders and lock only, so that /healthz answers as the receiver's does
+        app = create_app(ReceiverConfig(credentials=Credentials.from_env()), writer)
+        web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

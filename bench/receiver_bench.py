@@ -1,0 +1,153 @@
+"""Benchmark 4: the webhook receiver's durable events/s and latency, against a non-writing app."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+from bench.common import BENCH, BIN, PYTHON, Section, Target, free_port, stop_process
+
+TOKEN = "bench-webhook-token"
+CONCURRENCY = 16
+PACED_RATE = 100.0
+THROUGHPUT_TARGET = 500.0
+P99_TARGET_MS = 50.0
+INSTANCE = "bench"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TRADECLOUD_WEBHOOK_TOKEN": TOKEN}
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int, log: Path) -> Iterator[str]:
+    """Start a receiver process; yield its webhook URL once /healthz answers 200."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=out, env=_env())
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{command[0]} did not answer /healthz within 30 s")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/webhooks/tradecloud"
+    finally:
+        stop_process(process)
+
+
+def load(url: str, *args: str) -> dict[str, float]:
+    command = [
+        PYTHON,
+        str(BENCH / "webhook_load.py"),
+        url,
+        "--concurrency",
+        str(CONCURRENCY),
+        *args,
+    ]
+    result = subprocess.run(
+        command, env=_env(), capture_output=True, text=True, timeout=200, check=True
+    )
+    figures: dict[str, float] = json.loads(result.stdout)
+    return figures
+
+
+def measure(
+    url: str, events: int, paced_seconds: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """A closed-loop run at 16 connections, then an open-loop run paced at 100 events/s."""
+    load(url, "--events", str(min(200, events)))  # warm-up: connections, thread pool, page cache
+    closed = load(url, "--events", str(events))
+    paced = load(url, "--rate", str(PACED_RATE), "--seconds", str(paced_seconds))
+    return closed, paced
+
+
+def receiver(workdir: Path, events: int, paced_seconds: float) -> Section:
+    spool_dir = workdir / "receiver-spool"
+    port = free_port()
+    receiver_cmd = [
+        str(BIN / "tap-tradecloud-webhook"),
+        "--spool-dir", str(spool_dir), "--host", "127.0.0.1", "--port", str(port),
+        "--instance-id", INSTANCE,
+    ]  # fmt: skip
+    with serving(receiver_cmd, port, workdir / "receiver.log") as url:
+        closed, paced = measure(url, events, paced_seconds)
+    stored = len(list((spool_dir / INSTANCE / "events").iterdir()))
+    port = free_port()
+    baseline_cmd = [PYTHON, str(BENCH / "null_receiver.py"), str(port)]
+    with serving(baseline_cmd, port, workdir / "null-receiver.log") as url:
+        base_closed, base_paced = measure(url, events, paced_seconds)
+    acknowledged = sum(int(r["acknowledged"]) for r in (closed, paced)) + min(200, events)
+    ratio = closed["events_per_second"] / base_closed["events_per_second"]
+
+    def row(name: str, mode: str, r: dict[str, float]) -> tuple[str, ...]:
+        return (
+            name, mode, f"{int(r['acknowledged']):,}", f"{int(r['failed'])}",
+            f"{r['events_per_second']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+            f"{r['max_ms']:.1f}",
+        )  # fmt: skip
+
+    return Section(
+        title="4. Webhook receiver: 2 KB events, fsync on, 16 connections on loopback",
+        commands=[
+            "TRADECLOUD_WEBHOOK_TOKEN=... " + " ".join(receiver_cmd),
+            "TRADECLOUD_WEBHOOK_TOKEN=... python bench/null_receiver.py PORT   # baseline",
+            f"python bench/webhook_load.py URL --concurrency {CONCURRENCY} --events 200  # warm-up",
+            f"python bench/webhook_load.py URL --concurrency {CONCURRENCY} --events {events}",
+            f"python bench/webhook_load.py URL --concurrency {CONCURRENCY} "
+            f"--rate {PACED_RATE:.0f} --seconds {paced_seconds:.0f}",
+        ],
+        header=(
+            "server",
+            "load",
+            "acknowledged",
+            "failed",
+            "events/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+        ),
+        rows=[
+            row("receiver (spool, fsync)", "closed loop, 16 connections", closed),
+            row("receiver (spool, fsync)", f"paced {PACED_RATE:.0f}/s", paced),
+            row("baseline (writes nothing)", "closed loop, 16 connections", base_closed),
+            row("baseline (writes nothing)", f"paced {PACED_RATE:.0f}/s", base_paced),
+        ],
+        targets=[
+            Target(
+                "durable events/s at 16 connections",
+                f"{closed['events_per_second']:,.0f} ({ratio:.2f}x the baseline's "
+                f"{base_closed['events_per_second']:,.0f})",
+                f">= {THROUGHPUT_TARGET:.0f}",
+                closed["events_per_second"] >= THROUGHPUT_TARGET and closed["failed"] == 0,
+            ),
+            Target(
+                f"p99 latency at {PACED_RATE:.0f} events/s",
+                f"{paced['p99_ms']:.1f} ms (baseline {base_paced['p99_ms']:.1f} ms)",
+                f"< {P99_TARGET_MS:.0f} ms",
+                paced["p99_ms"] < P99_TARGET_MS and paced["failed"] == 0,
+            ),
+            Target(
+                "acknowledged events found in the spool",
+                f"{stored:,} files for {acknowledged:,} acknowledgements",
+                "equal",
+                stored == acknowledged,
+            ),
+        ],
+        notes=[
+            "The load generator is one Python process (aiohttp client); at the baseline's "
+            "rate it may itself be the limit, so the ratio understates the baseline. Latency "
+            "is from send (closed loop) or from the moment the event was due (paced).",
+        ],
+    )
