@@ -1,0 +1,35 @@
+"""Set-up for the spool benchmark: write N webhook events into a spool partition.
+
+    python bench/spool_fill.py SPOOL_DIR INSTANCE N
+
+Uses ``spool.SpoolWriter`` with fsync turned off in this process only: the benchmark measures
+reading, and 100,000 fsynced writes would take minutes on this disk. The files are the same.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.webhook_load import event_body  # noqa: E402
+from tap_tradecloud.spool import EventMeta, SpoolWriter, utc_now_ms  # noqa: E402
+
+
+def main(spool_dir: str, instance: str, count: int) -> None:
+    os.fsync = lambda fd: None  # set-up only; see the module docstring
+    with SpoolWriter(spool_dir, instance) as writer:
+        for number in range(count):
+            meta = EventMeta(
+                received_at=utc_now_ms(),
+                method="POST",
+                path="/webhooks/tradecloud",
+                content_type="application/json",
+            )
+            writer.write_event(event_body(number), meta)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
