@@ -10,6 +10,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud import schemas
 from tap_tradecloud.client import TradecloudStream, page_json
+from tap_tradecloud.lookback import RecentOrders
 from tap_tradecloud.pagination import SlidingWindowPaginator, WindowToken
 from tap_tradecloud.timestamps import EPOCH, normalise, one_ms_before
 
@@ -40,6 +41,7 @@ class OrdersStream(TradecloudStream):
         super().__init__(*args, **kwargs)
         self.STATE_MSG_FREQUENCY = int(self.config.get("page_size", 100))
         self._paginator: SlidingWindowPaginator | None = None
+        self._recent: RecentOrders | None = None
 
     @property
     def path(self) -> str:  # type: ignore[override]
@@ -53,6 +55,8 @@ class OrdersStream(TradecloudStream):
     def get_new_paginator(self) -> SlidingWindowPaginator:
         """A window starting at the bookmark (or start_date), skipping ids emitted there."""
         since = normalise(self.get_starting_replication_key_value(self.context) or EPOCH)
+        if lookback := float(self.config.get("lookback_seconds", 0)):
+            since = self._start_lookback(since, lookback)
         emitted = self.stream_state.get(EMITTED_AT_BOOKMARK) or {}
         seen = emitted.get("ids", []) if emitted.get("lastUpdatedAt") == since else []
         self._paginator = SlidingWindowPaginator(
@@ -80,10 +84,16 @@ class OrdersStream(TradecloudStream):
         for record in records:
             record["lastUpdatedAt"] = normalise(record["lastUpdatedAt"])
         assert self._paginator is not None  # set by get_new_paginator
-        return self._paginator.take_page(records)
+        fresh = self._paginator.take_page(records)
+        if self._recent is not None:
+            self._recent.forget_old()
+            fresh = [record for record in fresh if not self._recent.is_emitted(record)]
+        return fresh
 
     def post_process(self, row: dict, context: Context | None = None) -> dict:
         """Remember the ids emitted at the newest timestamp, next to the bookmark."""
+        if self._recent is not None:
+            self._recent.remember(row)
         emitted = self.stream_state.get(EMITTED_AT_BOOKMARK)
         if emitted and emitted.get("lastUpdatedAt") == row["lastUpdatedAt"]:
             emitted["ids"].append(row["id"])
@@ -93,6 +103,23 @@ class OrdersStream(TradecloudStream):
                 "ids": [row["id"]],
             }
         return row
+
+    def _start_lookback(self, start: str, lookback: float) -> str:
+        """Re-read the last ``lookback`` seconds (never before start_date); skip what was sent.
+
+        The SDK bookmark is lowered to the window start for this run, so that a change that
+        appears late (older than the old bookmark) passes the SDK's sort check.
+        """
+        self._recent = RecentOrders(self.stream_state, lookback)
+        if "replication_key_value" not in self.stream_state:
+            return start  # first run: start_date as given
+        since = self._recent.window_start(start)
+        if start_date := self.config.get("start_date"):
+            since = max(since, normalise(start_date))
+        self.stream_state["replication_key_value"] = min(
+            since, self.stream_state["replication_key_value"]
+        )
+        return since
 
     def _filters(self, since: str) -> dict[str, t.Any]:
         filters: dict[str, t.Any] = {}

@@ -152,6 +152,16 @@ class TapTradecloud(Tap):
             ),
         ),
         th.Property(
+            "lookback_seconds",
+            th.NumberType(minimum=0),
+            default=0,
+            description=(
+                "Re-read orders updated this many seconds before the newest one already "
+                "extracted, and emit only the versions not sent before. Use it when changes "
+                "become searchable late (out of `lastUpdatedAt` order); 0 turns it off."
+            ),
+        ),
+        th.Property(
             "max_retries",
             th.IntegerType(minimum=0, maximum=20),
             default=5,

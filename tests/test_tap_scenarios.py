@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import typing as t
 from collections import Counter
 
@@ -208,3 +209,29 @@ def test_run_killed_after_page_3_resumes_from_its_last_state() -> None:
         assert set(resumed.keys).isdisjoint(committed)
         assert_exactly_once(resumed, source_keys(sb) - committed)
         assert_bookmark_at_newest(resumed, sb)
+
+
+def test_lookback_catches_changes_that_become_searchable_late() -> None:
+    with SandboxServer(SandboxConfig(seed=SEED, order_count=50, lines_per_order=(1, 2))) as sb:
+        cfg = tap_config(sb, lookback_seconds=30)
+        first = run_tap(cfg)
+        assert_exactly_once(first, source_keys(sb))
+
+        sb.set_faults(indexing_lag=0.5)
+        late = sb.change_orders(2)  # searchable only after half a second
+        sb.set_faults(indexing_lag=0.0)
+        time.sleep(0.01)  # a later millisecond than the late changes
+        early = sb.change_orders(2)  # newer, but searchable at once
+        second = run_tap(cfg, state=first.final_state)
+        assert {i for i, _ in second.keys} == set(early)
+
+        time.sleep(0.6)  # let the late changes reach the search index
+        without_lookback = run_tap(tap_config(sb), state=second.final_state)
+        assert without_lookback.records == []  # the bookmark already passed them
+        third = run_tap(cfg, state=second.final_state)
+        assert_exactly_once(third, {k for k in source_keys(sb) if k[0] in late})
+        assert run_tap(cfg, state=third.final_state).records == []
+        # the SDK bookmark stays at the window while the newest timestamp sent is kept beside it
+        newest = max(o["lastUpdatedAt"] for o in sb.orders())
+        assert third.bookmark["emitted_recently"]["high_water"] == newest
+        assert third.bookmark["replication_key_value"] <= newest

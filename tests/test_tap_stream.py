@@ -192,3 +192,38 @@ def test_a_poll_filter_that_also_includes_its_boundary_loses_and_repeats_nothing
     output = run_tap(config(polling_api="poll", page_size=10))
     assert sorted(output.keys) == sorted((o["id"], 1) for o in fake.orders)
     assert run_tap(config(polling_api="poll"), state=output.final_state).records == []
+
+
+def test_lookback_rereads_the_window_and_sends_only_unseen_versions(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    fake.orders = [make_order(i, ts(i)) for i in range(80, 101)]
+    late = make_order(999, ts(95, 5))  # appeared after the previous run read past it
+    fake.orders.append(late)
+    sent = {o["id"]: o["lastUpdatedAt"] for o in fake.orders if o is not late}
+    sent["gone"] = ts(50)  # older than any window: forgotten
+    state = {
+        "bookmarks": {
+            "orders": {
+                "replication_key": "lastUpdatedAt",
+                "replication_key_value": ts(100),
+                "emitted_recently": {"high_water": ts(100), "orders": sent},
+            }
+        }
+    }
+    output = run_tap(config(lookback_seconds=10), state=state)
+    assert output.keys == [(late["id"], 1)]
+    assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedSince": ts(90)}
+    memory = output.bookmark["emitted_recently"]
+    assert memory["high_water"] == ts(100)
+    assert set(memory["orders"]) == {o["id"] for o in fake.orders if o["lastUpdatedAt"] >= ts(90)}
+
+
+def test_lookback_never_reads_before_start_date(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    first = run_tap(config(lookback_seconds=3600))
+    assert len(first.records) == 5
+    assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedSince": ts(0)}
+    assert run_tap(config(lookback_seconds=3600), state=first.final_state).records == []
+    assert search_bodies(requests_mock)[1]["filters"] == {"lastUpdatedSince": ts(0)}
