@@ -11,6 +11,7 @@ import email.utils
 import logging
 import typing as t
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import backoff
 import requests
@@ -88,20 +89,26 @@ class RetryPolicy:
             RETRIABLE_ERRORS,
             max_tries=self.max_tries,
             jitter=None,
-            on_backoff=lambda details: _log_backoff(logger, details),
+            on_backoff=lambda details: logger.warning(
+                "Retrying in %.2f s after try %d failed: %s",
+                details["wait"],
+                details["tries"],
+                _cause(details),
+            ),
+            on_giveup=lambda details: logger.error(
+                "Giving up after %d tries: %s", details["tries"], _cause(details)
+            ),
             logger=None,
         )(func)
 
 
-def _log_backoff(logger: logging.Logger, details: t.Mapping[str, t.Any]) -> None:
+def _cause(details: t.Mapping[str, t.Any]) -> str:
+    """What failed, without URL query, headers or bodies (they may carry secrets)."""
     error = details.get("exception")
     response = getattr(error, "response", None)
-    cause = (
-        f"HTTP {response.status_code} from {response.request.method} "
-        f"{requests.utils.urlparse(response.url).path}"
-        if response is not None and response.request is not None
-        else type(error).__name__
-    )
-    logger.warning(
-        "Retrying in %.2f s after try %d failed: %s", details["wait"], details["tries"], cause
-    )
+    if response is not None and response.request is not None:
+        return (
+            f"HTTP {response.status_code} from {response.request.method} "
+            f"{urlparse(response.url).path}"
+        )
+    return type(error).__name__
