@@ -194,8 +194,10 @@ class TradecloudLoginAuth(AuthBase):
         self._access_token = _header_token(response, "Set-Authorization")
         self._refresh_token = _header_token(response, "Set-Refresh-Token")
         now = time.time()
-        expiry = token_expiry(self._access_token) or now + FALLBACK_TOKEN_LIFETIME_SECONDS
-        lifetime = max(expiry - now, 0.0)
+        expiry = token_expiry(self._access_token)
+        if expiry is None or expiry <= now:  # not a JWT, or our clock runs ahead of Tradecloud's
+            expiry = now + FALLBACK_TOKEN_LIFETIME_SECONDS
+        lifetime = expiry - now
         self._renew_at = expiry - min(REFRESH_MARGIN_SECONDS, lifetime / 10)
 
     def _get_once(self, path: str, **kwargs: t.Any) -> requests.Response:
