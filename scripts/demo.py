@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -91,22 +92,41 @@ def meltano(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)  # fmt: skip
 
 
+POSTGRES_LOADED = re.compile(r'METRIC: (\{.*"metric":\s*"record_count".*\})')
+DUCKDB_LOADED = re.compile(r"Loading (\d+) rows into '.*\.\"(\w+)\"'")
+
+
+def records_loaded(meltano_log: str) -> dict[str, int]:
+    """Sum, per stream, the records the target says it loaded."""
+    loaded: dict[str, int] = {}
+    for match in POSTGRES_LOADED.finditer(meltano_log):
+        metric = json.loads(match[1])
+        stream = metric["tags"]["stream"]
+        loaded[stream] = loaded.get(stream, 0) + metric["value"]
+    for match in DUCKDB_LOADED.finditer(meltano_log):
+        loaded[match[2]] = loaded.get(match[2], 0) + int(match[1])
+    return loaded
+
+
 def run_pipeline(env: dict[str, str], loader: str, label: str) -> None:
     say(f"{label}: meltano run tap-tradecloud {loader}")
     started = time.monotonic()
     result = meltano(env, "run", "tap-tradecloud", loader)
-    (DATA / f"meltano-{label.replace(' ', '-')}.log").write_text(result.stdout + result.stderr)
+    (DATA / f"meltano-{label.split()[1]}.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         print(result.stderr[-6000:])
         raise SystemExit(f"demo: meltano run failed (exit {result.returncode})")
-    print(f"   done in {time.monotonic() - started:.1f} s")
+    loaded = records_loaded(result.stdout + result.stderr)
+    moved = ", ".join(f"{count} {stream}" for stream, count in sorted(loaded.items())) or "nothing"
+    print(f"   done in {time.monotonic() - started:.1f} s; records loaded: {moved}")
 
 
+# target-postgres keeps camelCase column names (quoted); target-duckdb lowercases them.
 SUMMARY_SQL = {
     "counts": "select 'orders', count(*) from tradecloud.orders "
     "union all select 'webhook_events', count(*) from tradecloud.webhook_events",
-    "orders": 'select id, version, "lastUpdatedAt", status from tradecloud.orders '
-    'order by "lastUpdatedAt" desc, id limit 5',
+    "orders": "select id, version, {updated}, status from tradecloud.orders "
+    "order by {updated} desc, id limit 5",
     "events": "select event_name, order_id, http_method, received_at "
     "from tradecloud.webhook_events order by received_at desc limit 5",
 }
@@ -114,16 +134,18 @@ SUMMARY_SQL = {
 
 def query_warehouse(loader: str) -> dict[str, list]:
     if loader == "target-postgres":
+        queries = {name: sql.format(updated='"lastUpdatedAt"') for name, sql in SUMMARY_SQL.items()}
         with psycopg.connect(PG_DEMO_DSN) as conn:
-            return {name: conn.execute(sql).fetchall() for name, sql in SUMMARY_SQL.items()}
+            return {name: conn.execute(sql).fetchall() for name, sql in queries.items()}
+    queries = {name: sql.format(updated="lastupdatedat") for name, sql in SUMMARY_SQL.items()}
     script = (
         "import duckdb, json, sys; con = duckdb.connect(sys.argv[1], read_only=True);"
         "print(json.dumps({k: con.sql(q).fetchall() for k, q in json.loads(sys.argv[2]).items()},"
         " default=str))"
     )
-    database = str(DATA / "tradecloud.duckdb")
+    database = str(DATA / "warehouse.duckdb")
     out = subprocess.run(  # noqa: S603
-        [str(DUCKDB_PYTHON), "-c", script, database, json.dumps(SUMMARY_SQL)],
+        [str(DUCKDB_PYTHON), "-c", script, database, json.dumps(queries)],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return json.loads(out)
@@ -156,7 +178,7 @@ def main() -> None:
     loader = "target-postgres" if postgres_ready() else "target-duckdb"
     if loader == "target-duckdb":
         say("No PostgreSQL answers on 127.0.0.1:5432: loading into the embedded DuckDB file "
-            f"{DATA / 'tradecloud.duckdb'} instead (query it with DuckDB).")  # fmt: skip
+            f"{DATA / 'warehouse.duckdb'} instead (query it with DuckDB).")  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TAP_TRADECLOUD_", "MELTANO_"))}
     env |= {
         "MELTANO_ENVIRONMENT": "sandbox",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MELTANO = REPO_ROOT / ".venv-meltano" / "bin" / "meltano"
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 WEBHOOK_TOKEN = "e2e-webhook-token"
-JOB = ("tap-tradecloud", "target-postgres")
+DUCKDB_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -146,8 +147,8 @@ class MeltanoProject:
             check=False,
         )
 
-    def run_pipeline(self) -> subprocess.CompletedProcess:
-        result = self.meltano("run", *JOB)
+    def run_pipeline(self, loader: str = "target-postgres") -> subprocess.CompletedProcess:
+        result = self.meltano("run", "tap-tradecloud", loader)
         if result.returncode != 0:
             raise AssertionError(
                 f"meltano run failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
@@ -156,7 +157,7 @@ class MeltanoProject:
 
     def start_pipeline(self) -> subprocess.Popen:
         return subprocess.Popen(
-            [str(MELTANO), "run", *JOB],
+            [str(MELTANO), "run", "tap-tradecloud", "target-postgres"],
             cwd=REPO_ROOT,
             env=self.env(),
             stdout=subprocess.PIPE,
@@ -167,6 +168,21 @@ class MeltanoProject:
     def state(self) -> str:
         result = self.meltano("state", "get", "sandbox:tap-tradecloud-to-target-postgres")
         return result.stdout
+
+
+def query_duckdb(database: Path, sql: str) -> list[list]:
+    """Query a DuckDB file with the duckdb that target-duckdb was installed with."""
+    script = (
+        "import duckdb, json, sys; con = duckdb.connect(sys.argv[1], read_only=True);"
+        "print(json.dumps(con.sql(sys.argv[2]).fetchall()))"
+    )
+    result = subprocess.run(
+        [str(DUCKDB_PYTHON), "-c", script, str(database), sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
 
 
 @contextlib.contextmanager

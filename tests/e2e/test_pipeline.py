@@ -25,6 +25,7 @@ from tests.e2e.pipeline import (
     Warehouse,
     free_port,
     postgres_answers,
+    query_duckdb,
     running,
 )
 
@@ -171,3 +172,21 @@ def test_run_after_target_killed_midway_loses_nothing(tmp_path: Path, warehouse:
 
         MeltanoProject(tmp_path, sb.api_url, spool_dir, warehouse.schema).run_pipeline()
         assert loaded_orders(warehouse) == sandbox_orders(sb)
+
+
+def test_embedded_duckdb_fallback_loads_every_order(tmp_path: Path) -> None:
+    # `make demo` loads here when no PostgreSQL answers. duckdb 2.x once dropped a row per batch.
+    database = tmp_path / "warehouse.duckdb"
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    with SandboxServer(SandboxConfig(seed=3, order_count=400, lines_per_order=(1, 3))) as sb:
+        project = MeltanoProject(
+            tmp_path,
+            sb.api_url,
+            spool_dir,
+            "unused",
+            extra_env={"TARGET_DUCKDB_PATH": str(database)},
+        )
+        project.run_pipeline("target-duckdb")
+        rows = query_duckdb(database, "select id, version from tradecloud.orders")
+        assert dict(rows) == sandbox_orders(sb)
