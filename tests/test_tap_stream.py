@@ -227,3 +227,10 @@ def test_lookback_never_reads_before_start_date(
     assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedSince": ts(0)}
     assert run_tap(config(lookback_seconds=3600), state=first.final_state).records == []
     assert search_bodies(requests_mock)[1]["filters"] == {"lastUpdatedSince": ts(0)}
+
+
+def test_all_streams_share_one_session_and_one_authenticator(tmp_path: Path) -> None:
+    tap = TapTradecloud(config=config(spool_dir=str(tmp_path)), parse_env_config=False)
+    orders, events = tap.streams["orders"], tap.streams["webhook_events"]
+    assert orders.authenticator is events.authenticator  # type: ignore[attr-defined]
+    assert orders.requests_session is events.requests_session  # type: ignore[attr-defined]
