@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import sys
+import typing as t
 
 import requests
 
@@ -29,7 +30,11 @@ def main(api_url: str, username: str, since: str) -> None:
     at_anchor = 0
     write = sys.stdout.write
     while True:
-        body = {"filters": {"lastUpdatedSince": since}, "offset": at_anchor, "limit": PAGE_SIZE}
+        body: dict[str, t.Any] = {
+            "filters": {"lastUpdatedSince": since},
+            "offset": at_anchor,
+            "limit": PAGE_SIZE,
+        }
         response = session.post(f"{api_url}/order-search/search", json=body, timeout=60)
         response.raise_for_status()
         orders = json.loads(response.content)["data"]

@@ -11,7 +11,6 @@ import psycopg
 from bench.common import (
     REPO,
     SANDBOX_PASSWORD,
-    SANDBOX_USER,
     Section,
     Target,
     run_measured,

@@ -74,9 +74,8 @@ def render(
     for section in sections:
         for target in section.targets:
             number = section.title.split(".", 1)[0]
-            lines.append(
-                f"| {number} | {target.what} | {target.measured} | {target.goal} | **{target.verdict}** |"
-            )
+            cells = (number, target.what, target.measured, target.goal, f"**{target.verdict}**")
+            lines.append("| " + " | ".join(cells) + " |")
     for section in sections:
         lines += ["", f"## {section.title}", ""]
         if section.commands:

@@ -1,7 +1,7 @@
 """``make bench``: run every benchmark and write bench/RESULTS.md.
 
 .venv/bin/python bench/run.py            # full sizes, about 10 minutes
-.venv/bin/python bench/run.py --quick    # small sizes, a smoke test of about a minute
+.venv/bin/python bench/run.py --quick    # small sizes, a smoke test: prints, writes no file
 .venv/bin/python bench/run.py --only 1,4 --output /tmp/results.md
 """
 
@@ -64,11 +64,11 @@ def main() -> int:
         "--output",
         type=Path,
         default=None,
-        help="default: bench/RESULTS.md (bench/RESULTS-quick.md with --quick)",
+        help="default: bench/RESULTS.md; none with --quick",
     )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    output = args.output or BENCH / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    output = args.output or (None if args.quick else BENCH / "RESULTS.md")
     wanted = {n for n in args.only.split(",") if n}
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
@@ -101,7 +101,8 @@ def main() -> int:
         host=host,
         commit=commit,
     )
-    output.write_text(text)
+    if output is not None:
+        output.write_text(text)
     print(text)
     return 0
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.webhook_load import event_body  # noqa: E402
-from tap_tradecloud.spool import EventMeta, SpoolWriter, utc_now_ms  # noqa: E402
+from bench.webhook_load import event_body
+from tap_tradecloud.spool import EventMeta, SpoolWriter, utc_now_ms
 
 
 def main(spool_dir: str, instance: str, count: int) -> None:

@@ -115,10 +115,11 @@ def _throughput_section(
             f"{wall:.2f} ({walls})",
         )
 
+    low, high = REALISTIC_LINES
     wall_ratio = median([r.wall for r in taps]) / median([r.wall for r in bases])
     cpu_ratio = median([r.cpu for r in taps]) / median([r.cpu for r in bases])
     return Section(
-        title=f"1. Tap throughput: {orders:,} orders of {REALISTIC_LINES[0]}-{REALISTIC_LINES[1]} lines",
+        title=f"1. Tap throughput: {orders:,} orders of {low}-{high} lines",
         commands=[
             " ".join(sandbox_command),
             f"tap-tradecloud --config {config.name} > /dev/null   # {config.name}: "
@@ -249,7 +250,7 @@ def memory(workdir: Path, sizes: tuple[int, int]) -> Section:
         header=("orders", "lines per order", "peak RSS MiB"),
         rows=[
             (f"{size:,}", f"{MEMORY_LINES[0]}-{MEMORY_LINES[1]}", f"{peak:.1f}")
-            for size, peak in zip(sizes, peaks)
+            for size, peak in zip(sizes, peaks, strict=True)
         ],
         targets=[
             Target(

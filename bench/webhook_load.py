@@ -26,7 +26,7 @@ MAX_SECONDS = 120.0
 
 def event_body(number: int) -> bytes:
     """A Tradecloud ``orderEvent`` of about 2 KB with a unique ``meta.messageId``."""
-    lines = []
+    lines: list[dict[str, object]] = []
     event = {
         "eventName": "OrderLinesConfirmedBySupplier",
         "meta": {"messageId": str(uuid.UUID(int=number + 1)), "source": "bench"},
