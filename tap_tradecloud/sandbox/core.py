@@ -10,7 +10,13 @@ from typing import Any
 
 from tap_tradecloud.sandbox.activity import OrderChange, OrderChanger, event_body
 from tap_tradecloud.sandbox.clock import now_ms, parse_ms
-from tap_tradecloud.sandbox.data import DEFAULT_START, Order, OrderFactory, generate_orders
+from tap_tradecloud.sandbox.data import (
+    DEFAULT_START,
+    Order,
+    OrderFactory,
+    gc_paused,
+    generate_orders,
+)
 from tap_tradecloud.sandbox.faults import Faults
 from tap_tradecloud.sandbox.store import OrderStore
 from tap_tradecloud.sandbox.tokens import TokenService
@@ -84,11 +90,15 @@ class Sandbox:
     def __post_init__(self) -> None:
         cfg = self.config
         orders = self.orders_given
-        if orders is None:
-            orders = generate_orders(
-                cfg.order_count, seed=cfg.seed, start=cfg.start, lines_per_order=cfg.lines_per_order
-            )
-        self.store = OrderStore(orders)
+        with gc_paused():
+            if orders is None:
+                orders = generate_orders(
+                    cfg.order_count,
+                    seed=cfg.seed,
+                    start=cfg.start,
+                    lines_per_order=cfg.lines_per_order,
+                )
+            self.store = OrderStore(orders)
         self.tokens = TokenService(
             cfg.username,
             cfg.password,

@@ -143,15 +143,18 @@ class OrderFactory:
         self.buyer_ids = [_uuid(rng) for _ in range(3)]
         self.supplier_ids = [_uuid(rng) for _ in range(8)]
         self.user_ids = [_uuid(rng) for _ in range(6)]
-        self.items: list[dict[str, Any]] = [
-            {
-                "number": f"{10000 + n}",
-                "revision": rng.choice(("A", "B", "v2", "")),
-                "name": f"{rng.choice(_NOUNS)} {rng.randint(10, 90)}x{rng.randint(5, 60)}",
-                "purchaseUnitOfMeasureIso": rng.choice(_UNITS),
-                "supplierItemNumber": f"S-{rng.randint(100000, 999999)}",
-                "price": round(rng.uniform(0.5, 2500.0), 2),
-            }
+        # (the item as a line shows it, its unit price)
+        self.items: list[tuple[dict[str, str], float]] = [
+            (
+                {
+                    "number": f"{10000 + n}",
+                    "revision": rng.choice(("A", "B", "v2", "")),
+                    "name": f"{rng.choice(_NOUNS)} {rng.randint(10, 90)}x{rng.randint(5, 60)}",
+                    "purchaseUnitOfMeasureIso": rng.choice(_UNITS),
+                    "supplierItemNumber": f"S-{rng.randint(100000, 999999)}",
+                },
+                round(rng.uniform(0.5, 2500.0), 2),
+            )
             for n in range(200)
         ]
         self.rng = rng if stream == 0 else random.Random(f"{seed}/{stream}")  # noqa: S311
@@ -188,28 +191,31 @@ class OrderFactory:
             status["inProgressStatus"] = rng.choice(IN_PROGRESS_STATUSES)
         return status
 
-    def line(self, number: int, stage: tuple[str, float], issue_day: int, updated_at: str) -> Line:
+    def line(
+        self, number: int, stage: tuple[str, float], issue_day: int, updated_at: str, currency: str
+    ) -> Line:
         """Line ``number`` of an order at ``stage``, last updated at ``updated_at``."""
         rng = self.rng
-        item = rng.choice(self.items)
+        item, price = rng.choice(self.items)
         status = self.line_status(*stage)
         process, logistics = status["processStatus"], status["logisticsStatus"]
         position = f"{number:04d}"
         quantity = rng.choice(_QUANTITIES)
         delivery_day = issue_day + rng.randint(14, 120)
         unit = item["purchaseUnitOfMeasureIso"]
+        name = item["name"]
         line: Line = {
             "id": _uuid(rng),
             "lineType": "Item",
             "buyerLine": {
                 "position": position,
-                "description": f"{item['name']} as per drawing",
-                "item": {key: value for key, value in item.items() if key != "price"},
+                "description": f"{name} as per drawing",
+                "item": dict(item),
                 "indicators": {"noDeliveryExpected": False, "delivered": logistics == "Delivered"},
             },
             "supplierLine": {},
             "deliverySchedule": _schedule(delivery_day, quantity, logistics),
-            "prices": _prices(item["price"], unit, "EUR"),
+            "prices": _prices(price, unit, currency),
             "indicators": {"deliveryOverdue": rng.random() < 0.05},
             "status": status,
             "eventDates": {},
@@ -222,7 +228,7 @@ class OrderFactory:
             }
             line["confirmedLine"] = {
                 "deliverySchedule": _schedule(delivery_day, quantity, logistics),
-                "prices": _prices(item["price"], unit, "EUR"),
+                "prices": _prices(price, unit, currency),
             }
         return line
 
@@ -243,11 +249,14 @@ class OrderFactory:
         low, high = self.lines_per_order
         # Lines untouched since the issue keep its time; the last line changed with the order.
         count = rng.randint(low, high)
+        currency = rng.choice(_CURRENCIES)
         lines = [
-            self.line(n, stage, issue_day, updated_at if rng.random() < 0.5 else issued_at)
+            self.line(
+                n, stage, issue_day, updated_at if rng.random() < 0.5 else issued_at, currency
+            )
             for n in range(1, count)
         ]
-        lines.append(self.line(count, stage, issue_day, updated_at))
+        lines.append(self.line(count, stage, issue_day, updated_at, currency))
         purchase_order_number = f"PO{number:08d}"
         city, country = rng.choice(_CITIES)
         order: Order = {
@@ -280,7 +289,7 @@ class OrderFactory:
             },
             "status": {},
             "lines": lines,
-            "version": 1 + sum(line["lastUpdatedAt"] != issued_at for line in lines),
+            "version": 1 if updated_ms == issued_ms else rng.randint(2, 6),
             "eventDates": {},
             "meta": self.meta(updated_ms, buyer),
             "lastUpdatedAt": updated_at,
@@ -341,5 +350,5 @@ def generate_orders(
     stamps = timestamps(count, factory.rng, parse_ms(start), same=same_timestamp)
     with gc_paused():
         orders = [factory.order(number, stamp) for number, stamp in enumerate(stamps, start=1)]
-    orders.sort(key=sort_key)
+        orders.sort(key=sort_key)
     return orders
