@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import typing as t
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +239,43 @@ def test_lookback_catches_changes_that_become_searchable_late() -> None:
         newest = max(o["lastUpdatedAt"] for o in sb.orders())
         assert third.bookmark["emitted_recently"]["high_water"] == newest
         assert third.bookmark["replication_key_value"] <= newest
+
+
+def test_cli_killed_mid_run_resumes_from_its_last_state(tmp_path: Path) -> None:
+    cfg = SandboxConfig(seed=SEED, order_count=200, lines_per_order=(1, 2), latency=0.05)
+    with SandboxServer(cfg) as sb:
+        config_file = tmp_path / "config.json"
+        config_file.write_text(json.dumps(tap_config(sb, page_size=20)))
+        tap = [sys.executable, "-m", "tap_tradecloud", "--config", str(config_file)]
+        committed: set[tuple[str, int]] = set()
+        pending: list[tuple[str, int]] = []
+        last_state: dict | None = None
+        with subprocess.Popen(tap, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as run:
+            assert run.stdout is not None
+            for line in run.stdout:
+                message = json.loads(line)
+                if message["type"] == "RECORD":
+                    pending.append((message["record"]["id"], message["record"]["version"]))
+                elif message["type"] == "STATE" and pending:
+                    committed.update(pending)
+                    pending.clear()
+                    last_state = message["value"]
+                    if len(committed) >= 60:
+                        run.kill()  # SIGKILL: no chance to write anything more
+                        break
+        assert last_state is not None
+        assert len(committed) == 60
+
+        state_file = tmp_path / "state.json"
+        state_file.write_text(json.dumps(last_state))
+        resumed = subprocess.run(
+            [*tap, "--state", str(state_file)], capture_output=True, check=True, timeout=120
+        )
+        records = [
+            json.loads(line)["record"]
+            for line in resumed.stdout.splitlines()
+            if json.loads(line)["type"] == "RECORD"
+        ]
+        keys = [(r["id"], r["version"]) for r in records]
+        assert len(keys) == len(set(keys))
+        assert set(keys) == source_keys(sb) - committed
