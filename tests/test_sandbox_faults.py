@@ -99,8 +99,11 @@ def test_set_faults_changes_token_lifetimes_and_refuses_unknown_names() -> None:
         token = login(sb)[0]
         time.sleep(0.3)
         assert _poll(sb, token).status_code == 401
-        with pytest.raises(ValueError, match="unknown fault settings"):
+        with pytest.raises(ValueError, match="unknown fault setting 'speed'"):
             sb.set_faults(speed=3)
+        with pytest.raises(ValueError, match="bad value 2 for fault setting 'error_rate'"):
+            sb.set_faults(latency=0.1, error_rate=2)
+        assert sb.faults.latency == 0.0  # nothing applied when one value is bad
 
 
 def test_indexing_lag_keeps_the_previous_version_searchable_until_it_passes() -> None:

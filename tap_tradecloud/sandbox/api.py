@@ -14,6 +14,7 @@ from aiohttp import web
 from tap_tradecloud.sandbox.clock import now_ms
 from tap_tradecloud.sandbox.core import FAULT_KEYS, RequestRecord, Sandbox
 from tap_tradecloud.sandbox.query import BadRequest, parse_query
+from tap_tradecloud.sandbox.tokens import TokenPair
 
 logger = logging.getLogger("tap_tradecloud.sandbox")
 
@@ -93,8 +94,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-def _token_response(sandbox: Sandbox, status: str) -> web.Response:
-    pair = sandbox.tokens.issue()
+def _token_response(sandbox: Sandbox, pair: TokenPair, status: str) -> web.Response:
+    """Tokens travel in response headers; the body is only informational."""
     return web.json_response(
         {"username": sandbox.tokens.username, "status": status},
         headers={"Set-Authorization": pair.access_token, "Set-Refresh-Token": pair.refresh_token},
@@ -106,7 +107,7 @@ async def login(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)
     if scheme.lower() != "basic" or not sandbox.tokens.basic_ok(credential.strip()):
         return _unauthorized()
-    return _token_response(sandbox, "authenticated")
+    return _token_response(sandbox, sandbox.tokens.issue(), "authenticated")
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -114,10 +115,7 @@ async def refresh(request: web.Request) -> web.Response:
     pair = sandbox.tokens.refresh(request.headers.get("Refresh-Token", ""))
     if pair is None:
         return _unauthorized()
-    return web.json_response(
-        {"username": sandbox.tokens.username, "status": "refreshed"},
-        headers={"Set-Authorization": pair.access_token, "Set-Refresh-Token": pair.refresh_token},
-    )
+    return _token_response(sandbox, pair, "refreshed")
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -34,6 +34,28 @@ FAULT_KEYS = (
 )
 
 
+def check_fault(name: str, value: Any) -> None:
+    """Refuse a fault setting that would make the sandbox misbehave in ways nobody asked for."""
+    if name not in FAULT_KEYS:
+        raise ValueError(f"unknown fault setting {name!r}; known: {list(FAULT_KEYS)}")
+    if name == "retry_after":
+        valid = isinstance(value, bool)
+    elif name == "rate_limit_per_second":
+        valid = value is None or (_is_number(value) and value > 0)
+    elif name == "error_rate":
+        valid = _is_number(value) and 0 <= value <= 1
+    elif name.endswith("_token_ttl"):
+        valid = _is_number(value) and value > 0
+    else:
+        valid = _is_number(value) and value >= 0
+    if not valid:
+        raise ValueError(f"bad value {value!r} for fault setting {name!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass
 class SandboxConfig:
     """Everything a sandbox is started with; the same seed gives the same data and faults."""
@@ -128,9 +150,9 @@ class Sandbox:
         return self.store.load(order_id)
 
     def set_faults(self, **settings: Any) -> None:
-        unknown = sorted(set(settings) - set(FAULT_KEYS))
-        if unknown:
-            raise ValueError(f"unknown fault settings {unknown}; known: {list(FAULT_KEYS)}")
+        """Change fault settings (the names of ``FAULT_KEYS``) while the sandbox runs."""
+        for name, value in settings.items():
+            check_fault(name, value)
         for name, value in settings.items():
             if name == "indexing_lag":
                 self.indexing_lag = value

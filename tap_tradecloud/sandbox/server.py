@@ -17,6 +17,7 @@ from tap_tradecloud.sandbox.webhook_sender import WebhookDelivery, WebhookSender
 
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
+_SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get to finish on stop
 
 
 def is_loopback(host: str) -> bool:
@@ -131,7 +132,7 @@ class SandboxServer(Sandbox):
             self.webhooks.start(asyncio.get_running_loop())
             self.on_change = self.webhooks.submit
         app = build_app(self, webhook_log=self._webhook_log_json, controls=self.controls_enabled)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
         await site.start()
