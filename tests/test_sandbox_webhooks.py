@@ -70,8 +70,8 @@ def test_connection_errors_are_retried_up_to_max_attempts() -> None:
 
 def test_a_timed_out_delivery_is_resent_with_the_identical_body() -> None:
     with (
-        Receiver(delays=[1.0]) as receiver,
-        SandboxServer(_config(receiver.url, webhook_timeout=0.3)) as sb,
+        Receiver(delays=[2.0]) as receiver,
+        SandboxServer(_config(receiver.url, webhook_timeout=0.5)) as sb,
     ):
         sb.change_orders(1)
         assert sb.wait_for_webhooks(WAIT)
