@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,13 +17,17 @@ from tap_tradecloud.sandbox.cli import build_parser, main
 from tests.sandbox_helpers import PASSWORD, TIMEOUT, USERNAME, bearer
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v2)")
-COMMAND = shutil.which("tradecloud-sandbox") or "tradecloud-sandbox"
+# The console script of the environment running the tests, even when it is not on PATH.
+_SCRIPT = Path(sys.executable).with_name("tradecloud-sandbox")
+COMMAND = (
+    [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "tap_tradecloud.sandbox.cli"]
+)
 
 
 def _start(*args: str) -> tuple[subprocess.Popen[str], str, list[str]]:
     """Start the command on a free port; returns the process, its API URL and its log so far."""
     process = subprocess.Popen(
-        [COMMAND, "--port", "0", "--orders", "120", "--lines-per-order", "1-3", *args],
+        [*COMMAND, "--port", "0", "--orders", "120", "--lines-per-order", "1-3", *args],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -54,7 +58,7 @@ def running() -> Iterator[tuple[subprocess.Popen[str], str, list[str]]]:
 
 def test_help_documents_every_option() -> None:
     result = subprocess.run(
-        [COMMAND, "--help"], check=False, capture_output=True, text=True, timeout=60
+        [*COMMAND, "--help"], check=False, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0
     parser = build_parser()
