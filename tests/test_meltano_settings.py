@@ -19,14 +19,6 @@ JSON_TYPE_TO_KINDS = {
     "array": {"array"},
     "object": {"object"},
 }
-SDK_BUILTIN_SETTINGS = {
-    "stream_maps",
-    "stream_map_config",
-    "faker_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "batch_config",
-}
 
 
 def tap_definition_from_project() -> dict:
@@ -39,9 +31,17 @@ def tap_definition_for_other_projects() -> dict:
     return yaml.safe_load((ROOT / "meltano" / "tap-tradecloud.yml").read_text())
 
 
+def sdk_builtin_settings() -> set[str]:
+    """Settings the SDK adds for its capabilities (stream maps, flattening, batch, ...)."""
+    schema: dict = {"type": "object", "properties": {}}
+    TapTradecloud.append_builtin_config(schema)
+    return set(schema["properties"])
+
+
 def tap_settings() -> dict[str, dict]:
     properties = TapTradecloud.config_jsonschema["properties"]
-    return {name: spec for name, spec in properties.items() if name not in SDK_BUILTIN_SETTINGS}
+    builtin = sdk_builtin_settings()
+    return {name: spec for name, spec in properties.items() if name not in builtin}
 
 
 def json_type(spec: dict) -> str:
