@@ -174,13 +174,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _sequences(events_dir: Path) -> list[int]:
-    """Return the sequence numbers of the event files present, unsorted."""
+def _sequences(events_dir: Path) -> Iterator[int]:
+    """Yield the sequence numbers of the event files present, unsorted.
+
+    Streamed from ``os.scandir``: a list of 100,000 paths would cost the reader 30 MB.
+    """
     try:
-        paths = list(events_dir.iterdir())
+        entries = os.scandir(events_dir)
     except FileNotFoundError:
-        return []
-    return [int(match[1]) for path in paths if (match := EVENT_NAME.match(path.name))]
+        return
+    with entries:
+        for entry in entries:
+            if match := EVENT_NAME.match(entry.name):
+                yield int(match[1])
 
 
 class SpoolWriter:
@@ -409,7 +415,7 @@ def prune_events(
     Returns the deleted sequence numbers.
     """
     events_dir = _partition(spool_dir, instance) / EVENTS_DIR
-    present = _sequences(events_dir)
+    present = list(_sequences(events_dir))
     keep = max(present, default=0)
     deleted: list[int] = []
     for sequence in sorted(seq for seq in present if seq <= up_to and seq != keep):
