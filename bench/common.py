@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import pstats
 import re
 import signal
 import socket
@@ -141,6 +143,13 @@ def _wait_for_sandbox(process: subprocess.Popen[bytes], log: Path, timeout: floa
             raise RuntimeError(f"the sandbox exited: {log.read_text()[-2000:]}")
         time.sleep(0.1)
     raise TimeoutError(f"the sandbox did not start within {timeout} s")
+
+
+def top_entries(pstats_file: Path, entries: int = 20) -> str:
+    """A cProfile dump's top entries by own time, as text."""
+    text = io.StringIO()
+    pstats.Stats(str(pstats_file), stream=text).sort_stats("tottime").print_stats(entries)
+    return "\n".join(line for line in text.getvalue().splitlines() if line.strip())[-6000:]
 
 
 def median(values: Sequence[float]) -> float:

@@ -12,7 +12,16 @@ from pathlib import Path
 
 import requests
 
-from bench.common import BENCH, BIN, PYTHON, Section, Target, free_port, stop_process
+from bench.common import (
+    BENCH,
+    BIN,
+    PYTHON,
+    Section,
+    Target,
+    free_port,
+    stop_process,
+    top_entries,
+)
 
 TOKEN = "bench-webhook-token"
 CONCURRENCY = 16
@@ -73,6 +82,19 @@ def measure(
     return closed, paced
 
 
+def _profile_receiver(workdir: Path, receiver_cmd: list[str], events: int) -> str:
+    """The receiver under cProfile (its event loop thread) during a closed-loop run."""
+    out = workdir / "receiver.pstats"
+    port = free_port()
+    args = [*receiver_cmd[1:]]
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--spool-dir") + 1] = str(workdir / "profile-spool")
+    command = [PYTHON, "-m", "cProfile", "-o", str(out), receiver_cmd[0], *args]
+    with serving(command, port, workdir / "receiver-profile.log") as url:
+        load(url, "--events", str(events))
+    return top_entries(out)
+
+
 def receiver(workdir: Path, events: int, paced_seconds: float) -> Section:
     spool_dir = workdir / "receiver-spool"
     port = free_port()
@@ -84,6 +106,8 @@ def receiver(workdir: Path, events: int, paced_seconds: float) -> Section:
     with serving(receiver_cmd, port, workdir / "receiver.log") as url:
         closed, paced = measure(url, events, paced_seconds)
     stored = len(list((spool_dir / INSTANCE / "events").iterdir()))
+    missed = closed["events_per_second"] < THROUGHPUT_TARGET or paced["p99_ms"] >= P99_TARGET_MS
+    profile = _profile_receiver(workdir, receiver_cmd, events) if missed else ""
     port = free_port()
     baseline_cmd = [PYTHON, str(BENCH / "null_receiver.py"), str(port)]
     with serving(baseline_cmd, port, workdir / "null-receiver.log") as url:
@@ -145,6 +169,7 @@ def receiver(workdir: Path, events: int, paced_seconds: float) -> Section:
                 stored == acknowledged,
             ),
         ],
+        profile=profile,
         notes=[
             "The load generator is one Python process (aiohttp client); at the baseline's "
             "rate it may itself be the limit, so the ratio understates the baseline. Latency "
