@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import pstats
 import re
@@ -30,7 +31,10 @@ _SANDBOX_LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v2)")
 
 @dataclass(frozen=True)
 class Measured:
-    """One finished child process: wall seconds, CPU seconds (user + system), peak RSS."""
+    """One finished child process: wall seconds, CPU seconds (user + system), peak RSS.
+
+    Peak RSS is sampled about every 10 ms (it only grows, so the last sample is near the end).
+    """
 
     wall: float
     cpu: float
@@ -54,10 +58,13 @@ def run_measured(
         started = time.perf_counter()
         process = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
         deadline = started + timeout
-        while True:
+        peak_kb = 0
+        for poll in itertools.count():
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
+            if poll % 5 == 0:
+                peak_kb = max(peak_kb, _rss_high_water_kb(process.pid))
             if time.perf_counter() > deadline:
                 process.kill()
                 os.wait4(process.pid, 0)
@@ -65,13 +72,25 @@ def run_measured(
             time.sleep(0.002)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
-    result = Measured(
-        wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode
-    )
+    result = Measured(wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024, process.returncode)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:] if log else ""
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {result.returncode}\n{tail}")
     return result
+
+
+def _rss_high_water_kb(pid: int) -> int:
+    """The process's peak RSS so far (``VmHWM``); 0 once it has exited.
+
+    Not ``ru_maxrss``: Linux carries the forking process's RSS over exec into it, so that
+    figure can never be smaller than this benchmark process itself.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match[1]) if match else 0
 
 
 def free_port() -> int:

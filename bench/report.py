@@ -54,6 +54,7 @@ def render(
     command: str,
     host: list[tuple[str, str]],
     commit: str,
+    quick: bool = False,
 ) -> str:
     lines = [
         "# Benchmark results",
@@ -66,6 +67,15 @@ def render(
         "| --- | --- |",
         *(f"| {key} | {value} |" for key, value in host),
         "",
+        *(
+            [
+                "**Quick mode**: small sizes to check that every benchmark runs. Start-up "
+                "time dominates them, so their verdicts say nothing; run without `--quick`.",
+                "",
+            ]
+            if quick
+            else []
+        ),
         "## Targets",
         "",
         "| benchmark | figure | measured | target | verdict |",

@@ -100,6 +100,7 @@ def main() -> int:
         command=command,
         host=host,
         commit=commit,
+        quick=args.quick,
     )
     if output is not None:
         output.write_text(text)
