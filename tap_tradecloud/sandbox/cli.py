@@ -8,13 +8,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
 from tap_tradecloud.sandbox.core import DEFAULT_PASSWORD, DEFAULT_USERNAME, SandboxConfig
 from tap_tradecloud.sandbox.server import SandboxServer
 from tap_tradecloud.sandbox.webhook_sender import METHODS
 
+Number = TypeVar("Number", int, float)
 logger = logging.getLogger("tap_tradecloud.sandbox")
 
 DEFAULT_PORT = 8766
@@ -51,39 +53,28 @@ def _line_range(text: str) -> tuple[int, int]:
     return bounds
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction between 0 and 1, got {text!r}")
-    return value
+def _checked(
+    cast: Callable[[str], Number], accept: Callable[[Number], bool], expected: str
+) -> Callable[[str], Number]:
+    """An argparse ``type`` that converts with ``cast`` and refuses values ``accept`` rejects."""
+
+    def parse(text: str) -> Number:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number > 0, got {text!r}")
-    return value
+_fraction = _checked(float, lambda v: 0.0 <= v <= 1.0, "a fraction between 0 and 1")
+_non_negative = _checked(float, lambda v: v >= 0, "a number >= 0")
+_positive = _checked(float, lambda v: v > 0, "a number > 0")
+_count = _checked(int, lambda v: v >= 0, "a whole number >= 0")
+_positive_int = _checked(int, lambda v: v > 0, "a whole number > 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
