@@ -51,7 +51,7 @@ def run_measured(
     timeout: float = 300.0,
     cwd: Path = REPO,
 ) -> Measured:
-    """Run ``cmd`` to completion; its own rusage (``wait4``) gives CPU time and peak RSS."""
+    """Run ``cmd`` to completion; CPU time from its ``wait4`` rusage, peak RSS from VmHWM."""
     with contextlib.ExitStack() as stack:
         out = stdout if isinstance(stdout, int) else stack.enter_context(stdout.open("wb"))
         err = stack.enter_context(log.open("ab")) if log else subprocess.DEVNULL

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import signal
 import sys
 import tempfile
 import time
@@ -67,6 +68,8 @@ def main() -> int:
         help="default: bench/RESULTS.md; none with --quick",
     )
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so every started server is stopped and the work folder removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = QUICK if args.quick else FULL
     output = args.output or (None if args.quick else BENCH / "RESULTS.md")
     wanted = {n for n in args.only.split(",") if n}

@@ -269,7 +269,7 @@ def memory(workdir: Path, sizes: tuple[int, int]) -> Section:
     growth = peaks[1] / peaks[0] - 1
     return Section(
         title="3. Tap memory",
-        commands=[*commands, "tap-tradecloud --config CONFIG > /dev/null   # peak RSS from wait4"],
+        commands=[*commands, "tap-tradecloud --config CONFIG > /dev/null   # peak RSS: its VmHWM"],
         header=("orders", "lines per order", "peak RSS MiB"),
         rows=[
             (f"{size:,}", f"{MEMORY_LINES[0]}-{MEMORY_LINES[1]}", f"{peak:.1f}")
