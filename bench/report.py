@@ -40,7 +40,7 @@ def git_commit() -> str:
 
     dirty = (
         " (with uncommitted changes)"
-        if git("status", "--porcelain", "--", "tap_tradecloud", "bench")
+        if git("status", "--porcelain", "--", "tap_tradecloud", "bench", ":!bench/RESULTS.md")
         else ""
     )
     return git("rev-parse", "HEAD") + dirty
