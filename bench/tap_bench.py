@@ -29,7 +29,7 @@ REALISTIC_LINES = (8, 12)
 MEMORY_LINES = (2, 4)  # the sandbox holds 50,000 orders in memory; the same shape for both sizes
 THROUGHPUT_TARGET = 1.5
 MEMORY_GROWTH_TARGET = 0.10
-REQUESTS_PER_100_TARGET = 1.02  # 1.0 plus the one-record overlap per page (see notes)
+REQUESTS_PER_100_TARGET = 1.0  # issue 6; the tap needs ~1.01 by design (see the notes)
 
 
 def tap_config(workdir: Path, api_url: str, name: str = "tap-config.json", **extra: object) -> Path:
@@ -165,7 +165,7 @@ def _requests_section(orders: int, counts: dict[str, int]) -> Section:
             Target(
                 f"search requests per 100 orders ({orders:,} orders)",
                 f"{per_100:.3f}",
-                f"<= {REQUESTS_PER_100_TARGET} (1.0 + the page overlap)",
+                f"{REQUESTS_PER_100_TARGET} (plus one login)",
                 per_100 <= REQUESTS_PER_100_TARGET,
             ),
             Target("logins per run", str(logins), "1", logins == 1),
@@ -174,7 +174,11 @@ def _requests_section(orders: int, counts: dict[str, int]) -> Section:
             "Each follow-up page asks for 100 orders starting one order early: the first must "
             "be the last one already read, which is how the paginator notices an order that "
             "left the anchor timestamp while paging (DESIGN.md, contract 1). So 99 new orders "
-            "per page after the first: 1.01 requests per 100 orders.",
+            "per page after the first: 1.01 requests per 100 orders. This misses the 1.0 target by "
+            "about 1.5% on purpose: without the overlap record, an order updated while its "
+            "timestamp group is being paged shifts the group's later offsets and one order is "
+            "skipped for good (tests/test_tap_scenarios.py covers that case). Tradecloud caps "
+            "`limit` at 100, so the check cannot ride on a bigger page.",
         ],
     )
 
