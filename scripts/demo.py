@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -46,11 +46,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(check: object, what: str, timeout: float = 60) -> None:
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(requests.RequestException):
-            if check():  # type: ignore[operator]
+            if check():
                 return
         time.sleep(0.2)
     raise SystemExit(f"demo: gave up waiting for {what} after {timeout:.0f} s (logs in {DATA})")
