@@ -158,13 +158,8 @@ class SandboxServer(Sandbox):
         limit = self.config.activity_changes
         while limit is None or done < limit:
             await asyncio.sleep(interval)
-            draw = self._change_rng.random()
-            if draw < 0.2:
+            if self._change_rng.random() < 0.2:
                 self.add_orders(1)
-            elif draw < 0.3 and len(self.shipments.store):
-                self.change_shipments(1)
-            elif draw < 0.35 and len(self.shipments.store):
-                self.add_shipments(1)
             else:
                 self.change_orders(1)
             done += 1
