@@ -6,6 +6,7 @@ import typing as t
 from importlib import resources
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import FatalAPIError
 
 from tap_tradecloud import schemas
 from tap_tradecloud.polled_stream import (
@@ -93,7 +94,15 @@ class ShipmentsStream(PolledStream):
     def updated_at(self, record: dict) -> str:
         """``meta.lastUpdatedAt`` (documented), else a top-level ``lastUpdatedAt``."""
         meta = record.get("meta") or {}
-        return t.cast("str", meta.get("lastUpdatedAt") or record["lastUpdatedAt"])
+        updated_at = meta.get("lastUpdatedAt") or record.get("lastUpdatedAt")
+        if not isinstance(updated_at, str):
+            raise FatalAPIError(
+                f"Tradecloud sent shipment {record.get('id')!r} without meta.lastUpdatedAt, "
+                "which the shipments stream pages and bookmarks on; nothing after it was "
+                "emitted. Report the shipment id to Tradecloud support, or deselect the "
+                "shipments stream until it is fixed."
+            )
+        return updated_at
 
     def filters(self) -> dict[str, t.Any]:
         """``buyerShipment.companyId``: the only company filter Tradecloud documents here."""

@@ -304,3 +304,26 @@ def test_shipments_of_a_supplier_are_read_unfiltered(
     run_tap(config(company_id="c-1", company_role="supplier"), stream="shipments")
     (body,) = [r.json() for r in requests_mock.request_history if r.path == "/v2/shipment/poll"]
     assert body["filters"] == {"lastUpdatedAfter": "2023-12-31T23:59:59.999Z"}
+
+
+def test_a_shipment_without_last_updated_at_stops_with_a_clear_error(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    broken = make_shipment(2, ts(2))
+    del broken["meta"]["lastUpdatedAt"]
+    page = {"data": [make_shipment(1, ts(1)), broken], "total": 2}
+    requests_mock.post(f"{API}/shipment/poll", json=page)
+    output, error = run_tap_failing(config(), stream="shipments")
+    assert error is not None
+    assert "shipment 'shipment-00002' without meta.lastUpdatedAt" in str(error)
+    assert output.records == []
+
+
+def test_a_bookmark_written_by_search_is_read_by_poll(fake: FakeTradecloud) -> None:
+    fake.orders = [make_order(i, ts(i // 3)) for i in range(30)]
+    first = run_tap(config(polling_api="search", page_size=10))
+    assert len(first.records) == 30
+    assert run_tap(config(), state=first.final_state).records == []
+    fake.update(fake.orders[4]["id"], ts(50))
+    (changed,) = run_tap(config(), state=first.final_state).records
+    assert (changed["id"], changed["version"]) == (fake.orders[4]["id"], 2)
