@@ -192,3 +192,29 @@ def test_a_shipment_webhook_reaches_the_receivers_spool(tmp_path: Path) -> None:
     assert failed == []
     (event_file,) = spool_files(tmp_path, "sandbox", "events")
     assert shipment_id in (tmp_path / "sandbox" / "events" / event_file).read_text()
+
+
+def undeclared(value: object, schema: dict, path: str = "") -> set[str]:
+    """Paths in ``value`` that ``schema`` does not declare (SQL targets would drop them)."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        missing = {f"{path}.{key}" for key in value if key not in properties}
+        for key, child in value.items():
+            if key in properties:
+                missing |= undeclared(child, properties[key], f"{path}.{key}")
+        return missing
+    if isinstance(value, list):
+        return set().union(
+            *(undeclared(item, schema.get("items", {}), f"{path}[]") for item in value)
+        )
+    return set()
+
+
+def test_the_shipment_schema_declares_every_field_the_sandbox_sends(sb: SandboxServer) -> None:
+    schema = json.loads(
+        (Path(__file__).parents[1] / "tap_tradecloud/schemas/shipment.json").read_text()
+    )
+    changed = sb.change_shipments(40)  # approvals, header updates, documents
+    assert changed
+    missing = set().union(*(undeclared(s, schema) for s in shipments(sb)))
+    assert missing == set()
