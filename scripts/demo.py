@@ -124,6 +124,7 @@ def run_pipeline(env: dict[str, str], loader: str, label: str) -> None:
 # target-postgres keeps camelCase column names (quoted); target-duckdb lowercases them.
 SUMMARY_SQL = {
     "counts": "select 'orders', count(*) from tradecloud.orders "
+    "union all select 'shipments', count(*) from tradecloud.shipments "
     "union all select 'webhook_events', count(*) from tradecloud.webhook_events",
     "orders": "select id, version, {updated}, status from tradecloud.orders "
     "order by {updated} desc, id limit 5",

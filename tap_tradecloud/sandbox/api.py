@@ -27,6 +27,15 @@ WebhookLog = Callable[[], list[dict[str, Any]]]
 WEBHOOK_LOG_KEY: web.AppKey[WebhookLog] = web.AppKey("webhook_log")
 
 
+# Control keys that change data: {key: (result key, what it does)}.
+_CHANGES: dict[str, tuple[str, Callable[[Sandbox, int], list[str]]]] = {
+    "change_orders": ("changed", Sandbox.change_orders),
+    "add_orders": ("added", Sandbox.add_orders),
+    "change_shipments": ("changed_shipments", Sandbox.change_shipments),
+    "add_shipments": ("added_shipments", Sandbox.add_shipments),
+}
+
+
 def _sandbox(request: web.Request) -> Sandbox:
     return request.app[SANDBOX_KEY]
 
@@ -155,6 +164,18 @@ def _order_search(endpoint: str) -> Handler:
     return handle
 
 
+async def shipment_poll(request: web.Request) -> web.Response:
+    if not _authorized(request, basic_allowed=True):
+        return _unauthorized()
+    if request[JSON_KEY] is None:
+        return web.Response(status=400, text='The request body must be JSON, e.g. {"limit": 100}')
+    try:
+        body = _sandbox(request).shipments.page_body(request[JSON_KEY], now_ms())
+    except BadRequest as error:
+        return web.Response(status=400, text=str(error))
+    return web.Response(body=body, content_type="application/json")
+
+
 async def get_order(request: web.Request) -> web.Response:
     if not _authorized(request, basic_allowed=False):
         return _unauthorized()
@@ -173,7 +194,7 @@ async def control(request: web.Request) -> web.Response:
         return web.Response(status=400, text="The control body must be a JSON object")
     if not isinstance(command, dict):
         return web.Response(status=400, text="The control body must be a JSON object")
-    known = {*FAULT_KEYS, "change_orders", "add_orders", "expire_access_tokens", "inject_responses"}
+    known = {*FAULT_KEYS, "expire_access_tokens", "inject_responses", *_CHANGES}
     unknown = sorted(set(command) - known)
     if unknown:
         return web.Response(
@@ -193,10 +214,9 @@ def _apply_control(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
     if "inject_responses" in command:
         injected = command["inject_responses"]
         sandbox.inject_responses(injected["statuses"], injected.get("retry_after"))
-    if "change_orders" in command:
-        result["changed"] = sandbox.change_orders(int(command["change_orders"]))
-    if "add_orders" in command:
-        result["added"] = sandbox.add_orders(int(command["add_orders"]))
+    for key, (result_key, apply) in _CHANGES.items():
+        if key in command:
+            result[result_key] = apply(sandbox, int(command[key]))
     return result
 
 
@@ -220,6 +240,7 @@ def build_app(sandbox: Sandbox, *, webhook_log: WebhookLog, controls: bool) -> w
     app.router.add_post("/v2/order-search/search", _order_search("search"))
     app.router.add_post("/v2/order-search/poll", _order_search("poll"))
     app.router.add_get("/v2/order/{order_id}", get_order)
+    app.router.add_post("/v2/shipment/poll", shipment_poll)
     if controls:
         app.router.add_post("/_sandbox/control", control)
         app.router.add_get("/_sandbox/orders", current_orders)

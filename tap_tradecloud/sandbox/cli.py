@@ -31,6 +31,7 @@ address, these unauthenticated controls are also served:
   POST /_sandbox/control          JSON with fault settings (rate_limit_per_second, retry_after,
                                   error_rate, latency, indexing_lag, access_token_ttl,
                                   refresh_token_ttl), {{"change_orders": k}}, {{"add_orders": k}},
+                                  {{"change_shipments": k}}, {{"add_shipments": k}},
                                   {{"expire_access_tokens": true}} or {{"inject_responses":
                                   {{"statuses": [429, 503], "retry_after": 1}}}}
   GET  /_sandbox/orders           the current orders
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=250,
         metavar="N",
         help="orders generated at start (default: %(default)s)",
+    )
+    add(
+        "--shipments",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="shipments of those orders' lines generated at start (default: %(default)s)",
     )
     add(
         "--lines-per-order",
@@ -259,6 +267,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return SandboxConfig(
         seed=args.seed,
         order_count=args.orders,
+        shipment_count=args.shipments,
         lines_per_order=args.lines_per_order,
         start=args.start,
         username=args.username,

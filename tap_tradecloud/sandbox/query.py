@@ -33,7 +33,7 @@ def _int_field(body: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-def _strings(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> frozenset[str]:
+def strings(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> frozenset[str]:
     _expect(
         isinstance(value, list) and all(isinstance(item, str) for item in value),
         f"`{name}` must be a list of strings, got {value!r}",
@@ -54,7 +54,7 @@ def _only_keys(mapping: Any, name: str, allowed: set[str]) -> dict[str, Any]:
     return mapping
 
 
-def _timestamp(value: Any, name: str) -> int:
+def parse_timestamp(value: Any, name: str) -> int:
     _expect(isinstance(value, str), f"`{name}` must be a timestamp string, got {value!r}")
     try:
         return parse_us(value)
@@ -66,7 +66,7 @@ def _company_filter(filters: dict[str, Any], side: str) -> frozenset[str] | None
     if side not in filters:
         return None
     section = _only_keys(filters[side], f"filters.{side}", {"companyId"})
-    return _strings(section.get("companyId", []), f"filters.{side}.companyId") or None
+    return strings(section.get("companyId", []), f"filters.{side}.companyId") or None
 
 
 def _company_ids(filters: dict[str, Any]) -> frozenset[str] | None:
@@ -75,7 +75,7 @@ def _company_ids(filters: dict[str, Any]) -> frozenset[str] | None:
     value = filters["companyId"]
     if isinstance(value, str):
         return frozenset((value,))
-    return _strings(value, "filters.companyId")
+    return strings(value, "filters.companyId")
 
 
 def _status_filter(
@@ -84,7 +84,7 @@ def _status_filter(
     """An empty or absent list means no filter, as with the company filters."""
     if name not in status:
         return None
-    return _strings(status[name], f"filters.status.{name}", allowed) or None
+    return strings(status[name], f"filters.status.{name}", allowed) or None
 
 
 def _check_sort(sort: Any) -> None:
@@ -95,6 +95,20 @@ def _check_sort(sort: Any) -> None:
             field.get("field") in _SORTABLE and field.get("order", "asc") == "asc",
             f"the sandbox sorts only by lastUpdatedAt ascending, got {item!r}",
         )
+
+
+def paging(body: dict[str, Any]) -> tuple[int, int]:
+    """``(offset, limit)`` of a search/poll body, under the limit and result-window rules."""
+    offset = _int_field(body, "offset", 0)
+    limit = _int_field(body, "limit", DEFAULT_LIMIT)
+    _expect(limit <= MAX_LIMIT, f"`limit` must be at most {MAX_LIMIT}, got {limit}")
+    _expect(
+        offset + limit <= RESULT_WINDOW,
+        f"Result window is too large, offset + limit must be less than or equal to: "
+        f"[{RESULT_WINDOW}] but was [{offset + limit}]; page by moving the lastUpdated filter "
+        "instead of the offset",
+    )
+    return offset, limit
 
 
 def parse_query(body: Any, endpoint: str) -> Query:
@@ -108,15 +122,7 @@ def parse_query(body: Any, endpoint: str) -> Query:
     _expect(not body.get("query"), "free-text `query` is not supported by the sandbox")
     if "sort" in body:
         _check_sort(body["sort"])
-    offset = _int_field(body, "offset", 0)
-    limit = _int_field(body, "limit", DEFAULT_LIMIT)
-    _expect(limit <= MAX_LIMIT, f"`limit` must be at most {MAX_LIMIT}, got {limit}")
-    _expect(
-        offset + limit <= RESULT_WINDOW,
-        f"Result window is too large, offset + limit must be less than or equal to: "
-        f"[{RESULT_WINDOW}] but was [{offset + limit}]; page by moving the lastUpdated filter "
-        "instead of the offset",
-    )
+    offset, limit = paging(body)
     time_filters = (
         {"lastUpdatedAfter"} if endpoint == "poll" else {"lastUpdatedSince", "lastUpdatedAfter"}
     )
@@ -131,7 +137,7 @@ def parse_query(body: Any, endpoint: str) -> Query:
     )
     since_us, inclusive = None, True
     for name in time_filters & set(filters):
-        since_us = _timestamp(filters[name], f"filters.{name}")
+        since_us = parse_timestamp(filters[name], f"filters.{name}")
         inclusive = name == "lastUpdatedSince"
     status = _only_keys(
         filters.get("status", {}), "filters.status", {"processStatus", "logisticsStatus"}

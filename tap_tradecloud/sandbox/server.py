@@ -13,6 +13,7 @@ from aiohttp import web
 from tap_tradecloud.sandbox.api import build_app
 from tap_tradecloud.sandbox.core import Sandbox, SandboxConfig
 from tap_tradecloud.sandbox.data import Order
+from tap_tradecloud.sandbox.shipments import Shipment
 from tap_tradecloud.sandbox.webhook_sender import WebhookDelivery, WebhookSender
 
 _START_TIMEOUT = 60.0
@@ -33,9 +34,12 @@ class SandboxServer(Sandbox):
     """A running sandbox: ``with SandboxServer(cfg) as sb: ... sb.api_url ...``."""
 
     def __init__(
-        self, config: SandboxConfig | None = None, orders: list[Order] | None = None
+        self,
+        config: SandboxConfig | None = None,
+        orders: list[Order] | None = None,
+        shipments: list[Shipment] | None = None,
     ) -> None:
-        super().__init__(config or SandboxConfig(), orders)
+        super().__init__(config or SandboxConfig(), orders, shipments)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

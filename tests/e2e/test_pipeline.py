@@ -124,6 +124,30 @@ def test_pipeline_loads_everything_once_then_only_what_changed(
         )
 
 
+def test_pipeline_loads_shipments_once_then_only_what_changed(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    config = SandboxConfig(seed=5, order_count=30, lines_per_order=(1, 3), shipment_count=150)
+    with SandboxServer(config) as sb:
+        project = MeltanoProject(tmp_path, sb.api_url, spool_dir, warehouse.schema)
+        project.run_pipeline()
+        expected = sorted(s["id"] for s in sb.shipments.store.snapshot())
+        loaded = warehouse.query('select id, "meta" from "{schema}".shipments order by id')
+        assert [row[0] for row in loaded] == expected
+        assert all(row[1]["lastUpdatedAt"] for row in loaded)
+
+        mark_all_rows_old(warehouse, "shipments")
+        project.run_pipeline()
+        assert rows_loaded_since_mark(warehouse, "shipments", "id") == []
+
+        changed = sb.change_shipments(6)
+        mark_all_rows_old(warehouse, "shipments")
+        project.run_pipeline()
+        assert rows_loaded_since_mark(warehouse, "shipments", "id") == sorted(changed)
+
+
 def kill_target(pipeline: psutil.Process) -> bool:
     for child in pipeline.children(recursive=True):
         try:
