@@ -105,7 +105,7 @@ PORTAL_URL = "https://portal.tradecloud1.com/order/{order_id}"
 def refresh_line_views(line: Line) -> None:
     """The fields Tradecloud derives from a line's delivery schedule, prices and status."""
     schedule = line["deliverySchedule"]
-    line["deliveryScheduleIncludingRequests"] = [dict(delivery) for delivery in schedule]
+    line["deliveryScheduleIncludingRequests"] = schedule  # no open requests in the sandbox
     line["pricesIncludingRequests"] = line["prices"]
     line["firstDeliveryDate"] = min((delivery["date"] for delivery in schedule), default=None)
     line["reason"] = _REASONS.get(line["status"]["processStatus"])
@@ -234,6 +234,7 @@ class OrderFactory:
         delivery_day = issue_day + rng.randint(14, 120)
         unit = item["purchaseUnitOfMeasureIso"]
         name = item["name"]
+        prices = _prices(price, unit, currency)  # as issued; shared until serialized
         line: Line = {
             "id": _uuid(rng),
             "lineType": "Item",
@@ -243,12 +244,12 @@ class OrderFactory:
                 "description": f"{name} as per drawing",
                 "item": dict(item),
                 "deliverySchedule": _schedule(delivery_day, quantity, None),
-                "prices": _prices(price, unit, currency),
+                "prices": prices,
                 "indicators": {"noDeliveryExpected": False, "delivered": logistics == "Delivered"},
             },
             "supplierLine": {},
             "deliverySchedule": _schedule(delivery_day, quantity, logistics),
-            "prices": _prices(price, unit, currency),
+            "prices": prices,
             "indicators": {"deliveryOverdue": rng.random() < 0.05},
             "status": status,
             "eventDates": {},

@@ -2,7 +2,7 @@
 request's ``filters``/``query``/``sort``, and applying them (reference/tradecloud-api.md §3).
 
 Each stored order version gets its ``Facets`` once, when stored, so that a filtered search only
-compares strings and sets, never re-reads order JSON.
+compares strings and sets. Only the free-text ``query`` (rare) re-reads the order JSON.
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ class Facets:
     destination_code: str | None
     erp_issue_date_time: str
     purchase_order_number: str
-    text: str  # lower-case words the free-text `query` searches
 
 
-def _searchable_text(order: Order) -> str:
+def searchable_text(order: Order) -> str:
+    """The lower-case text the free-text ``query`` searches: numbers, descriptions, items."""
     buyer, supplier = order["buyerOrder"], order["supplierOrder"]
     words = [
         order["id"],
@@ -93,7 +93,6 @@ def facets_of(order: Order) -> Facets:
         destination_code=(buyer.get("destination") or {}).get("code"),
         erp_issue_date_time=buyer.get("erpIssueDateTime", ""),
         purchase_order_number=buyer.get("purchaseOrderNumber", ""),
-        text=_searchable_text(order),
     )
 
 
@@ -112,7 +111,7 @@ class OrderFilter:
     logistics_statuses: frozenset[str] | None = None
     delivery_line_statuses: frozenset[str] | None = None
     delivery_overdue: bool | None = None
-    words: tuple[str, ...] = ()  # from the free-text `query`, lower case
+    words: tuple[str, ...] = ()  # from the free-text `query`, lower case; see matches_text
 
     def is_empty(self) -> bool:
         return self == OrderFilter()
@@ -136,8 +135,11 @@ class OrderFilter:
             and among(self.logistics_statuses, f.logistics_status)
             and overlaps(self.delivery_line_statuses, f.delivery_line_statuses)
             and (self.delivery_overdue is None or self.delivery_overdue == f.delivery_overdue)
-            and all(word in f.text for word in self.words)
         )
+
+    def matches_text(self, order: Order) -> bool:
+        text = searchable_text(order)
+        return all(word in text for word in self.words)
 
 
 def strings(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> frozenset[str]:

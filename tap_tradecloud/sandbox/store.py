@@ -157,7 +157,10 @@ class OrderStore:
         return Page([entry.body for entry in chosen], total, last)
 
     def _filtered_page(self, query: Query, start: int) -> Page:
-        matching = [e for e in self._entries[start:] if query.filter.matches(e.facets)]
+        wanted = query.filter
+        matching = [e for e in self._entries[start:] if wanted.matches(e.facets)]
+        if wanted.words:
+            matching = [e for e in matching if wanted.matches_text(decode(e.body))]
         if not query.sort.is_index_order():
             matching = query.sort.apply(matching, lambda entry: (entry.key, entry.facets))
         chosen = matching[query.offset : query.offset + query.limit]
