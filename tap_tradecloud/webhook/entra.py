@@ -99,7 +99,7 @@ class EntraTokenValidator:
         self._client = PyJWKClient(
             settings.jwks_url,
             cache_jwk_set=True,
-            lifespan=int(key_set_lifespan),
+            lifespan=key_set_lifespan,
             timeout=_FETCH_TIMEOUT_SECONDS,
             cooldown_duration=0,  # unused: get_signing_key() is not called; see _signing_key
         )
