@@ -33,6 +33,7 @@ from tap_tradecloud.webhook.auth import Credentials
 from tap_tradecloud.webhook.entra import EntraSettings, EntraTokenValidator
 from tests.webhook_helpers import (
     InThreadReceiver,
+    ReceiverProcess,
     event_body,
     free_port,
     receiver_in_thread,
@@ -162,12 +163,7 @@ def entra_receiver(spool_dir: Path, jwks_url: str, **settings: Any) -> Iterator[
 
 
 def post(receiver: InThreadReceiver, token: str) -> requests.Response:
-    return requests.post(
-        receiver.webhook_url,
-        data=event_body(message_id=str(uuid.uuid4())),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        timeout=TIMEOUT,
-    )
+    return post_to(receiver.webhook_url, token)
 
 
 def stored(spool_dir: Path) -> list[spool.SpooledEvent]:
@@ -357,3 +353,40 @@ def test_cli_reads_entra_settings_from_the_environment(
     assert validator is not None
     assert validator.settings == EntraSettings(ISSUER, AUDIENCE, "https://login.example.com/keys")
     assert repr(credentials) == "Credentials(entra)"
+
+
+def test_static_credentials_keep_working_alongside_entra(tmp_path: Path, jwks: JwksServer) -> None:
+    validator = EntraTokenValidator(EntraSettings(ISSUER, AUDIENCE, jwks.url))
+    credentials = Credentials(token=b"static-token", entra=validator)
+    with receiver_in_thread(tmp_path, credentials=credentials) as receiver:
+        answers = [post(receiver, token) for token in ("static-token", rs256(KEY_A), "wrong")]
+
+    assert [a.status_code for a in answers] == [200, 200, 401]
+    assert len(stored(tmp_path)) == 2
+
+
+def test_the_receiver_command_validates_entra_tokens(tmp_path: Path, jwks: JwksServer) -> None:
+    spool_dir = tmp_path / "spool"
+    receiver = ReceiverProcess(
+        spool_dir,
+        "r1",
+        *("--entra-issuer", ISSUER, "--entra-audience", AUDIENCE, "--entra-jwks-url", jwks.url),
+    )
+    try:
+        receiver.wait_healthy()
+        good = post_to(receiver.webhook_url, rs256(KEY_A))
+        bad = post_to(receiver.webhook_url, rs256(KEY_A, aud="api://other"))
+    finally:
+        assert receiver.stop() == 0
+
+    assert (good.status_code, bad.status_code) == (200, 401)
+    assert len(list(spool.iter_events(spool_dir, "r1"))) == 1
+
+
+def post_to(url: str, token: str) -> requests.Response:
+    return requests.post(
+        url,
+        data=event_body(message_id=str(uuid.uuid4())),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=TIMEOUT,
+    )
