@@ -7,6 +7,8 @@ from urllib.parse import urlparse
 
 from tap_tradecloud.timestamps import parse_utc
 
+BASIC_AUTH_ENDPOINTS = "order-search/poll, shipment/poll, api-connector and object-storage/document"
+
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -29,4 +31,18 @@ def setting_errors(config: Mapping[str, t.Any]) -> list[str]:
     for setting in ("username", "password"):
         if setting in config and not str(config[setting]).strip():
             errors.append(f"{setting} must not be empty.")
+    errors.extend(_basic_auth_errors(config))
     return errors
+
+
+def _basic_auth_errors(config: Mapping[str, t.Any]) -> list[str]:
+    """Tradecloud accepts Basic credentials only on a few endpoints; refuse the others up front."""
+    if config.get("auth_method") != "basic":
+        return []
+    if config.get("polling_api") == "search":
+        return [
+            "auth_method=basic does not work with polling_api=search: Tradecloud accepts Basic "
+            f"authentication only on {BASIC_AUTH_ENDPOINTS}. Set polling_api=poll, or "
+            "auth_method=login."
+        ]
+    return []

@@ -86,7 +86,7 @@ class TapTradecloud(Tap):
             description=(
                 "`login`: log in once, use the access token and refresh it (recommended). "
                 "`basic`: send Basic credentials on every request (slow; Tradecloud accepts it "
-                "on few endpoints)."
+                "only on its poll endpoints, so it needs `polling_api=poll`)."
             ),
         ),
         th.Property(

@@ -42,6 +42,8 @@ def make_order(index: int, updated_at: str, version: int = 1, **extra: t.Any) ->
         "version": version,
         "eventDates": {},
         "meta": {"messageId": f"m{index}", "source": {"companyId": "buyer"}},
+        "reason": None,
+        "portalUrl": f"https://portal.tradecloud1.com/order/buyer-PO{index:05d}",
         "lastUpdatedAt": updated_at,
         **extra,
     }

@@ -153,7 +153,7 @@ def test_basic_mode_sends_basic_on_every_request(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
     fake.orders = [make_order(i, ts(i)) for i in range(15)]
-    output = run_tap(config(auth_method="basic", page_size=10))
+    output = run_tap(config(auth_method="basic", polling_api="poll", page_size=10))
     assert len(output.records) == 15
     assert paths(requests_mock) == ["POST /v2/order-search/poll"] * 2
     assert all(r.headers["Authorization"] == BASIC for r in requests_mock.request_history)

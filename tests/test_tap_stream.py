@@ -162,6 +162,7 @@ def test_state_from_a_file_keeps_the_emitted_ids(
         ({"polling_api": "stream"}, "polling_api"),
         ({"company_role": "both"}, "company_role"),
         ({"password": ""}, "password"),
+        ({"auth_method": "basic", "polling_api": "search"}, "polling_api=poll"),
     ],
 )
 def test_bad_setting_fails_before_any_request_naming_it(

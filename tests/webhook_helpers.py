@@ -194,6 +194,7 @@ def config(spool_dir: Path, **overrides: Any) -> dict[str, Any]:
         "username": "integration@example.com",
         "password": "tap-password",
         "auth_method": "basic",
+        "polling_api": "poll",
         "api_url": API_URL,
         "spool_dir": str(spool_dir),
         "fetch_orders_for_notifications": False,

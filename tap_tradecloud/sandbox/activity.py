@@ -133,12 +133,18 @@ class OrderChanger:
 
 
 def _single_delivery(line: Line) -> Line:
-    """A line as the single-delivery format shows it: ``statusLine.scheduledDelivery`` in place
-    of ``deliverySchedule``."""
-    single = {key: value for key, value in line.items() if key != "deliverySchedule"}
+    """A line as the single-delivery format shows it: ``statusLine`` in place of the delivery
+    schedule and prices (one delivery per line)."""
+    moved = ("deliverySchedule", "deliveryScheduleIncludingRequests")
+    single = {key: value for key, value in line.items() if key not in moved}
     first = line["deliverySchedule"][0] if line["deliverySchedule"] else {}
-    scheduled = {"date": first.get("date"), "quantity": first.get("quantity")}
-    single["statusLine"] = {"scheduledDelivery": scheduled}
+    scheduled = {key: first[key] for key in ("date", "quantity", "status") if key in first}
+    single["statusLine"] = {
+        "scheduledDelivery": scheduled,
+        "scheduledDeliveryInclRequests": dict(scheduled),
+        "prices": line["prices"],
+        "pricesInclRequests": line.get("pricesIncludingRequests", line["prices"]),
+    }
     return single
 
 
@@ -172,7 +178,9 @@ def event_body(change: OrderChange, *, single_delivery: bool = False) -> dict[st
         "status": order["status"],
         "version": order["version"],
         "eventDates": order["eventDates"],
+        "reason": order.get("reason"),
         "meta": meta,
+        "portalUrl": order.get("portalUrl"),
         "lastUpdatedAt": order["lastUpdatedAt"],
     }
     return {"eventName": change.event_name, key: event, "meta": meta}

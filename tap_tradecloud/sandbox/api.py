@@ -103,10 +103,11 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-def _token_response(sandbox: Sandbox, pair: TokenPair, status: str) -> web.Response:
-    """Tokens travel in response headers; the body is only informational."""
+def _token_response(sandbox: Sandbox, pair: TokenPair) -> web.Response:
+    """Tokens travel in response headers; the body is only informational (login and refresh
+    alike answer ``"authenticated"``)."""
     return web.json_response(
-        {"username": sandbox.tokens.username, "status": status},
+        {"username": sandbox.tokens.username, "status": "authenticated"},
         headers={"Set-Authorization": pair.access_token, "Set-Refresh-Token": pair.refresh_token},
     )
 
@@ -116,7 +117,7 @@ async def login(request: web.Request) -> web.Response:
     sandbox = _sandbox(request)
     if scheme.lower() != "basic" or not sandbox.tokens.basic_ok(credential.strip()):
         return _unauthorized()
-    return _token_response(sandbox, sandbox.tokens.issue(), "authenticated")
+    return _token_response(sandbox, sandbox.tokens.issue())
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -124,7 +125,7 @@ async def refresh(request: web.Request) -> web.Response:
     pair = sandbox.tokens.refresh(request.headers.get("Refresh-Token", ""))
     if pair is None:
         return _unauthorized()
-    return _token_response(sandbox, pair, "refreshed")
+    return _token_response(sandbox, pair)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -134,7 +135,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def _page_body(sandbox: Sandbox, body: Any, endpoint: str) -> bytes:
-    query = parse_query(body, endpoint)
+    query = parse_query(body, endpoint, max_limit=sandbox.config.max_limit)
     page = sandbox.store.page(query, now_ms())
     parts = [b'{"data":[', b",".join(page.bodies), b'],"total":', str(page.total).encode()]
     if endpoint == "poll":
@@ -146,8 +147,11 @@ def _page_body(sandbox: Sandbox, body: Any, endpoint: str) -> bytes:
 
 
 def _order_search(endpoint: str) -> Handler:
+    # Tradecloud documents Basic on order-search/poll, but no longer on order-search/search.
+    basic_allowed = endpoint == "poll"
+
     async def handle(request: web.Request) -> web.Response:
-        if not _authorized(request, basic_allowed=True):
+        if not _authorized(request, basic_allowed=basic_allowed):
             return _unauthorized()
         sandbox = _sandbox(request)
         if request[JSON_KEY] is None:

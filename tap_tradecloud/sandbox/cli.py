@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh token lifetime (default: %(default)s, Tradecloud's 24 hours)",
     )
     add(
+        "--max-limit",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="largest `limit` a search/poll accepts; larger ones get 400 (default: %(default)s, "
+        "the documented maximum; Tradecloud's own SDK pages /poll by 1000)",
+    )
+    add(
         "--rate-limit",
         type=_positive,
         default=None,
@@ -274,6 +282,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         password=args.password or os.environ.get(ENV_PASSWORD) or DEFAULT_PASSWORD,
         access_token_ttl=args.access_token_ttl,
         refresh_token_ttl=args.refresh_token_ttl,
+        max_limit=args.max_limit,
         rate_limit_per_second=args.rate_limit,
         retry_after=not args.no_retry_after,
         error_rate=args.error_rate,

@@ -70,6 +70,7 @@ class SandboxConfig:
     password: str = DEFAULT_PASSWORD
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 86400.0
+    max_limit: int = 100  # larger `limit`s get 400, as documented; the SDK uses 1000 on /poll
     rate_limit_per_second: float | None = None
     retry_after: bool = True
     error_rate: float = 0.0

@@ -20,6 +20,7 @@ from typing import Any
 
 from tap_tradecloud.sandbox.clock import format_ms, parse_ms
 from tap_tradecloud.sandbox.data import Order, gc_paused, timestamps
+from tap_tradecloud.sandbox.filters import Facets, OrderFilter
 from tap_tradecloud.sandbox.query import BadRequest, paging, parse_timestamp, strings
 from tap_tradecloud.sandbox.store import Entry, OrderStore, Query, encode
 
@@ -228,12 +229,27 @@ class ShipmentStore(OrderStore):
             key=(parse_ms(updated_at) * 1000, order["id"]),
             body=encode(order),
             updated_at=updated_at,
-            buyer=order["buyerShipment"]["companyId"],
-            supplier=order["supplierShipment"]["companyId"],
-            process_status=order["status"]["processStatus"],
-            logistics_status="",
+            facets=shipment_facets(order),
             sequence=next(self._sequence),
         )
+
+
+def shipment_facets(shipment: Shipment) -> Facets:
+    """What shipment poll filters on: the buyer and supplier company (and the status)."""
+    return Facets(
+        buyer=shipment["buyerShipment"]["companyId"],
+        supplier=shipment["supplierShipment"]["companyId"],
+        process_status=shipment["status"]["processStatus"],
+        logistics_status="",
+        in_progress_statuses=frozenset(),
+        delivery_line_statuses=frozenset(),
+        delivery_overdue=False,
+        buyer_contact=None,
+        supplier_contact=None,
+        destination_code=None,
+        erp_issue_date_time="",
+        purchase_order_number="",
+    )
 
 
 def parse_shipment_query(body: Any) -> Query:
@@ -265,7 +281,11 @@ def parse_shipment_query(body: Any) -> Query:
         value = [value] if isinstance(value, str) else value
         buyer_ids = strings(value, "filters.buyerShipment.companyId") or None
     return Query(
-        since_us=since_us, inclusive=False, buyer_ids=buyer_ids, offset=offset, limit=limit
+        since_us=since_us,
+        inclusive=False,
+        filter=OrderFilter(buyer_ids=buyer_ids),
+        offset=offset,
+        limit=limit,
     )
 
 
