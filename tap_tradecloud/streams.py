@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import typing as t
-from importlib import resources
 
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_tradecloud import schemas
 from tap_tradecloud.client import TradecloudStream, page_json
 from tap_tradecloud.lookback import RecentOrders
 from tap_tradecloud.pagination import SlidingWindowPaginator, WindowToken
+from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.timestamps import EPOCH, normalise, one_ms_before
 
 if t.TYPE_CHECKING:
@@ -20,8 +19,6 @@ if t.TYPE_CHECKING:
 
 #: State key, beside the SDK's bookmark, listing the ids emitted at the bookmark's timestamp.
 EMITTED_AT_BOOKMARK = "emitted_at_bookmark"
-
-SCHEMAS = SchemaDirectory(resources.files(schemas))
 
 
 class OrdersStream(TradecloudStream):
