@@ -237,6 +237,10 @@ class TapTradecloud(Tap):
         finally:
             self.connection.close()
 
+    # Why `cb_test` and `invoke` copy the SDK's bodies (0.54.9, with its private `_ConfigInput`
+    # and `load_json`): the session must be logged out after every run, and the hooks that wrap
+    # a run, `sync_all` and `run_connection_test`, are `@final`. Keep both copies in step with
+    # `singer_sdk/tap_base.py` when upgrading the SDK.
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``: the SDK's connection test, then log out."""

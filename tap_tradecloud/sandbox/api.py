@@ -103,6 +103,7 @@ def _token_response(sandbox: Sandbox, pair: TokenPair, status: str) -> web.Respo
 
 
 async def login(request: web.Request) -> web.Response:
+    """``GET /authentication/login``: Basic credentials in, a token pair out in the headers."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     sandbox = _sandbox(request)
     if scheme.lower() != "basic" or not sandbox.tokens.basic_ok(credential.strip()):
@@ -111,6 +112,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
+    """``GET /authentication/refresh``: a single-use refresh token in, a new pair out."""
     sandbox = _sandbox(request)
     pair = sandbox.tokens.refresh(request.headers.get("Refresh-Token", ""))
     if pair is None:
@@ -119,6 +121,7 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """``POST /authentication/logout``: the refresh token dies at once."""
     if not _sandbox(request).tokens.logout(request.headers.get("Refresh-Token", "")):
         return _unauthorized()
     return web.json_response({"ok": True})
@@ -156,6 +159,7 @@ def _order_search(endpoint: str) -> Handler:
 
 
 async def get_order(request: web.Request) -> web.Response:
+    """``GET /order/{orderId}``: the whole current order (Bearer only), or 404."""
     if not _authorized(request, basic_allowed=False):
         return _unauthorized()
     body = _sandbox(request).store.get(request.match_info["order_id"])
@@ -201,11 +205,13 @@ def _apply_control(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
 
 
 async def current_orders(request: web.Request) -> web.Response:
+    """``GET /_sandbox/orders``: every current order, as a JSON array."""
     bodies = _sandbox(request).store.current_bodies()
     return web.Response(body=b"[" + b",".join(bodies) + b"]", content_type="application/json")
 
 
 async def delivered_webhooks(request: web.Request) -> web.Response:
+    """``GET /_sandbox/webhooks/delivered``: the webhooks the receiver answered with 2xx."""
     return web.json_response(request.app[WEBHOOK_LOG_KEY]())
 
 

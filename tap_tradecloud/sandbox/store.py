@@ -50,6 +50,7 @@ class Query:
     limit: int = 10
 
     def has_filters(self) -> bool:
+        """Whether any company or status filter is set."""
         return any(
             value is not None
             for value in (
@@ -62,6 +63,7 @@ class Query:
         )
 
     def matches(self, entry: Entry) -> bool:
+        """Whether the order ``entry`` passes every filter that is set."""
         companies = (entry.buyer, entry.supplier)
         return (
             (self.company_ids is None or not self.company_ids.isdisjoint(companies))
@@ -76,6 +78,8 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of search/poll results, as stored JSON bodies."""
+
     bodies: list[bytes]
     total: int
     last_updated_at: str | None  # of the page's last order
@@ -87,6 +91,7 @@ def encode(order: Order) -> bytes:
 
 
 def decode(body: bytes) -> Any:
+    """Decode a stored JSON body."""
     return msgspec.json.decode(body)
 
 
@@ -126,6 +131,7 @@ class OrderStore:
         return len(self._current)
 
     def ids(self) -> list[str]:
+        """The ids of all current orders."""
         with self._lock:
             return list(self._current)
 
@@ -195,4 +201,5 @@ class OrderStore:
         return Page([entry.body for entry in chosen], len(matching), last)
 
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every current order, decoded."""
         return [decode(body) for body in self.current_bodies()]

@@ -24,6 +24,8 @@ def _unb64url(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class TokenPair:
+    """An access token and its refresh token, as login and refresh hand them out."""
+
     access_token: str
     refresh_token: str
 
@@ -60,6 +62,7 @@ class TokenService:
         return hmac.compare_digest(decoded.encode(), expected.encode())
 
     def issue(self) -> TokenPair:
+        """A new token pair for the integration user."""
         now = self._clock()
         claims = {
             "sub": self.username,
@@ -103,8 +106,10 @@ class TokenService:
         return self.issue()
 
     def logout(self, refresh_token: str) -> bool:
+        """Invalidate ``refresh_token``; False when it was not valid."""
         with self._lock:
             return self._refresh_tokens.pop(refresh_token, None) is not None
 
     def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired."""
         self._generation += 1
