@@ -8,11 +8,7 @@ private PostgreSQL database, dropped afterwards.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +17,8 @@ import psycopg
 import pytest
 
 from tap_tradecloud.sandbox import free_port
-from tests.e2e.pipeline import MELTANO, PG_DSN, REPO_ROOT
+from tests.e2e.fresh_project import init_project, run_in_session, user_environment
+from tests.e2e.pipeline import PG_DSN, REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -37,39 +34,6 @@ def quickstart_block() -> str:
     return match["block"]
 
 
-def user_environment(**variables: str) -> dict[str, str]:
-    """The caller's environment without settings that would leak into the fresh project."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TAP_TRADECLOUD_", "TARGET_POSTGRES_", "MELTANO_", "PG"))
-    }
-    env["PATH"] = f"{MELTANO.parent}{os.pathsep}{env.get('PATH', '')}"
-    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    return {**env, **variables}
-
-
-def run_in_session(command: list[str], cwd: Path, env: dict[str, str], *, timeout: float) -> str:
-    """Run ``command`` in its own session; whatever it left running in background is stopped."""
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    assert process.returncode == 0, f"{command[:3]} failed:\n{output[-6000:]}"
-    return output
-
-
 @pytest.fixture
 def database() -> Iterator[str]:
     name = f"quickstart_{uuid.uuid4().hex[:10]}"
@@ -81,13 +45,8 @@ def database() -> Iterator[str]:
 
 
 def test_readme_quickstart_runs_verbatim_in_a_fresh_project(tmp_path: Path, database: str) -> None:
-    env = user_environment(
-        TAP_TRADECLOUD_REPO=str(REPO_ROOT),
-        TRADECLOUD_SANDBOX_PORT=str(free_port()),
-        PGDATABASE=database,
-    )
-    run_in_session(["meltano", "init", "project", "--no_usage_stats"], tmp_path, env, timeout=120)
-    project = tmp_path / "project"
+    env = user_environment(TRADECLOUD_SANDBOX_PORT=str(free_port()), PGDATABASE=database)
+    project = init_project(tmp_path, env)
 
     bash = ["bash", "-euo", "pipefail", "-c", quickstart_block()]
     output = run_in_session(bash, project, env, timeout=900)
