@@ -41,3 +41,5 @@ def test_stream_maps_set_with_meltano_config_set_are_applied(tmp_path: Path) -> 
     assert len(records) == 5
     assert all("lines" not in message["record"] for message in records)
     assert all("buyerOrder" in message["record"] for message in records)
+    # The receiver's plugin command runs from the tap's own virtual environment too.
+    assert "--spool-dir" in meltano("invoke", "tap-tradecloud:webhook-receiver", "--help")
