@@ -9,7 +9,6 @@ import os
 import pstats
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -91,12 +90,6 @@ def _rss_high_water_kb(pid: int) -> int:
         return 0
     match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
     return int(match[1]) if match else 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

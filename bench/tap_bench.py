@@ -175,7 +175,7 @@ def _requests_section(orders: int, counts: dict[str, int]) -> Section:
         notes=[
             "Each follow-up page asks for 100 orders starting one order early: the first must "
             "be the last one already read, which is how the paginator notices an order that "
-            "left the anchor timestamp while paging (DESIGN.md, contract 1). So 99 new orders "
+            "left the anchor timestamp while paging (README, `orders`). So 99 new orders "
             "per page after the first: 1.01 requests per 100 orders. This misses the 1.0 target by "
             "about 1.5% on purpose: without the overlap record, an order updated while its "
             "timestamp group is being paged shifts the group's later offsets and one order is "

@@ -1,16 +1,21 @@
-"""Setting checks that the JSON schema cannot express; each message names its setting."""
+"""Setting checks that the JSON schema cannot express, and how bad settings are reported."""
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from urllib.parse import urlparse
+
+import click
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_tradecloud.timestamps import parse_utc
 
 BASIC_AUTH_ENDPOINTS = "order-search/poll, shipment/poll, api-connector and object-storage/document"
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    import logging
+    from collections.abc import Iterator, Mapping
 
 
 def setting_errors(config: Mapping[str, t.Any]) -> list[str]:
@@ -46,3 +51,18 @@ def _basic_auth_errors(config: Mapping[str, t.Any]) -> list[str]:
             "auth_method=login."
         ]
     return []
+
+
+@contextlib.contextmanager
+def exit_on_invalid_config(logger: logging.Logger) -> Iterator[None]:
+    """Report bad settings in one line that names each setting and its rule, then exit 1.
+
+    Left to the SDK's command line, a ``ConfigValidationError`` ends with a "Config validation
+    failed" line that carries the whole settings schema (9.7 KB as JSON), and ``meltano config
+    test`` shows only that last line.
+    """
+    try:
+        yield
+    except ConfigValidationError as error:
+        logger.error("Invalid configuration: %s", "; ".join(error.errors) or error)  # noqa: TRY400
+        raise click.exceptions.Exit(1) from None

@@ -34,6 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+# utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
+from tap_tradecloud.timestamps import parse_utc, utc_now_ms  # noqa: F401
+
 LOGGER = logging.getLogger(__name__)
 
 TMP_DIR = "tmp"
@@ -100,17 +103,6 @@ class QuarantinedBody:
     meta: EventMeta
     reason: str
     body: bytes
-
-
-def utc_now_ms() -> str:
-    """Return the current UTC time as ``YYYY-MM-DDThh:mm:ss.SSSZ``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def parse_utc_ms(value: str) -> datetime.datetime:
-    """Parse a timestamp written by :func:`utc_now_ms`."""
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def validate_instance(instance: str) -> str:
@@ -421,7 +413,7 @@ def prune_events(
     for sequence in sorted(seq for seq in present if seq <= up_to and seq != keep):
         path = events_dir / event_file_name(sequence)
         try:
-            received_at = parse_utc_ms(str(_read_metadata_line(path)["received_at"]))
+            received_at = parse_utc(str(_read_metadata_line(path)["received_at"]))
         except FileNotFoundError:
             continue
         if received_at < received_before:

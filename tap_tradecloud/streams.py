@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import typing as t
-from importlib import resources
 
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import StreamSchema
 from singer_sdk.exceptions import FatalAPIError
 
-from tap_tradecloud import schemas
 from tap_tradecloud.polled_stream import (
     EMITTED_AT_BOOKMARK,
     SORT_BY_LAST_UPDATED,
     PolledStream,
     after_filter,
 )
+from tap_tradecloud.schemas import SCHEMAS
 
 __all__ = ["EMITTED_AT_BOOKMARK", "OrdersStream", "ShipmentsStream"]
-
-SCHEMAS = SchemaDirectory(resources.files(schemas))
 
 
 class OrdersStream(PolledStream):

@@ -16,7 +16,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_tradecloud.connection import TradecloudConnection
-from tap_tradecloud.settings import setting_errors
+from tap_tradecloud.settings import exit_on_invalid_config, setting_errors
 from tap_tradecloud.streams import OrdersStream, ShipmentsStream
 
 if t.TYPE_CHECKING:
@@ -241,13 +241,18 @@ class TapTradecloud(Tap):
         finally:
             self.connection.close()
 
+    # Why `cb_test` and `invoke` copy the SDK's bodies (0.54.9, with its private `_ConfigInput`
+    # and `load_json`): the session must be logged out after every run, and the hooks that wrap
+    # a run, `sync_all` and `run_connection_test`, are `@final`. Keep both copies in step with
+    # `singer_sdk/tap_base.py` when upgrading the SDK.
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``: the SDK's connection test, then log out."""
         if value == CliTestOptionValue.Disabled.value:
             return
         config: _ConfigInput = ctx.params.get("config", _ConfigInput())
-        tap = cls(config=config.config, parse_env_config=config.parse_env, validate_config=True)
+        with exit_on_invalid_config(cls.logger):
+            tap = cls(config=config.config, parse_env_config=config.parse_env)
         try:
             if value == CliTestOptionValue.Schema.value:
                 tap.write_schemas()
@@ -271,13 +276,13 @@ class TapTradecloud(Tap):
         super(Tap, cls).invoke(about=about, about_format=about_format)
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
-        tap = cls(
-            config=config.config,
-            state=None if state is None else load_json(state.read()),
-            catalog=None if catalog is None else load_json(catalog.read()),
-            parse_env_config=config.parse_env,
-            validate_config=True,
-        )
+        with exit_on_invalid_config(cls.logger):
+            tap = cls(
+                config=config.config,
+                state=None if state is None else load_json(state.read()),
+                catalog=None if catalog is None else load_json(catalog.read()),
+                parse_env_config=config.parse_env,
+            )
         tap.run()
 
 

@@ -13,14 +13,14 @@ import decimal
 import hashlib
 import json
 import typing as t
-from importlib import resources
 from pathlib import Path
 
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_tradecloud import schemas, spool
+from tap_tradecloud import spool
 from tap_tradecloud.client import TradecloudStream
+from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.timestamps import normalise
 from tap_tradecloud.webhook.events import NOTIFICATION, UnacceptableBodyError, parse_event_body
 
@@ -29,7 +29,6 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-SCHEMAS = SchemaDirectory(resources.files(schemas))
 PARTITION_KEY = "receiver_instance"
 
 

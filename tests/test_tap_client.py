@@ -36,13 +36,6 @@ POLL = f"{API}/order-search/poll"
 
 
 @pytest.fixture
-def fake(requests_mock: rm.Mocker) -> FakeTradecloud:
-    server = FakeTradecloud(orders=[make_order(i, ts(i)) for i in range(5)])
-    server.install(requests_mock)
-    return server
-
-
-@pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Backoff waits, recorded instead of slept."""
     waits: list[float] = []

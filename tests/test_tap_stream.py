@@ -26,13 +26,6 @@ if t.TYPE_CHECKING:
     from pathlib import Path
 
 
-@pytest.fixture
-def fake(requests_mock: rm.Mocker) -> FakeTradecloud:
-    server = FakeTradecloud(orders=[make_order(i, ts(i)) for i in range(5)])
-    server.install(requests_mock)
-    return server
-
-
 def search_bodies(mock: rm.Mocker) -> list[dict]:
     return [r.json() for r in mock.request_history if "/order-search/" in r.path]
 

@@ -1,5 +1,8 @@
-"""Orders changing over time: line status moves, buyer updates and documents, as Tradecloud
-users make them, each producing the webhook event Tradecloud would send for it."""
+"""Orders changing over time, as Tradecloud users change them.
+
+Line status moves, buyer updates and documents, each producing the webhook event Tradecloud
+would send for it.
+"""
 
 from __future__ import annotations
 
@@ -127,14 +130,17 @@ class OrderChanger:
         order["meta"] = self.factory.meta(now_ms, order["buyerOrder"]["companyId"])
 
     def new_order(self, number: int, now_ms: int) -> OrderChange:
+        """A brand-new order, issued by the buyer at ``now_ms``."""
         order = self.factory.order(number, now_ms, fresh=True)
         event_lines = tuple(line["id"] for line in order["lines"])
         return OrderChange(order, "OrderIssuedByBuyer", event_lines)
 
 
 def _single_delivery(line: Line) -> Line:
-    """A line as the single-delivery format shows it: ``statusLine`` in place of the delivery
-    schedule and prices (one delivery per line)."""
+    """A line as the single-delivery format shows it.
+
+    ``statusLine`` takes the place of the delivery schedule and prices (one delivery per line).
+    """
     moved = ("deliverySchedule", "deliveryScheduleIncludingRequests")
     single = {key: value for key, value in line.items() if key not in moved}
     first = line["deliverySchedule"][0] if line["deliverySchedule"] else {}

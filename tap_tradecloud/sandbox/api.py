@@ -104,8 +104,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def _token_response(sandbox: Sandbox, pair: TokenPair) -> web.Response:
-    """Tokens travel in response headers; the body is only informational (login and refresh
-    alike answer ``"authenticated"``)."""
+    """Answer a login or refresh: the tokens travel in response headers.
+
+    The body is only informational (login and refresh alike answer ``"authenticated"``).
+    """
     return web.json_response(
         {"username": sandbox.tokens.username, "status": "authenticated"},
         headers={"Set-Authorization": pair.access_token, "Set-Refresh-Token": pair.refresh_token},
@@ -113,6 +115,7 @@ def _token_response(sandbox: Sandbox, pair: TokenPair) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
+    """``GET /authentication/login``: Basic credentials in, a token pair out in the headers."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     sandbox = _sandbox(request)
     if scheme.lower() != "basic" or not sandbox.tokens.basic_ok(credential.strip()):
@@ -121,6 +124,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
+    """``GET /authentication/refresh``: a single-use refresh token in, a new pair out."""
     sandbox = _sandbox(request)
     pair = sandbox.tokens.refresh(request.headers.get("Refresh-Token", ""))
     if pair is None:
@@ -129,6 +133,7 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
+    """``POST /authentication/logout``: the refresh token dies at once."""
     if not _sandbox(request).tokens.logout(request.headers.get("Refresh-Token", "")):
         return _unauthorized()
     return web.json_response({"ok": True})
@@ -169,6 +174,7 @@ def _order_search(endpoint: str) -> Handler:
 
 
 async def shipment_poll(request: web.Request) -> web.Response:
+    """``POST /shipment/poll``: Basic or Bearer, like order poll."""
     if not _authorized(request, basic_allowed=True):
         return _unauthorized()
     if request[JSON_KEY] is None:
@@ -181,6 +187,7 @@ async def shipment_poll(request: web.Request) -> web.Response:
 
 
 async def get_order(request: web.Request) -> web.Response:
+    """``GET /order/{orderId}``: the whole current order (Bearer only), or 404."""
     if not _authorized(request, basic_allowed=False):
         return _unauthorized()
     body = _sandbox(request).store.get(request.match_info["order_id"])
@@ -225,11 +232,13 @@ def _apply_control(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
 
 
 async def current_orders(request: web.Request) -> web.Response:
+    """``GET /_sandbox/orders``: every current order, as a JSON array."""
     bodies = _sandbox(request).store.current_bodies()
     return web.Response(body=b"[" + b",".join(bodies) + b"]", content_type="application/json")
 
 
 async def delivered_webhooks(request: web.Request) -> web.Response:
+    """``GET /_sandbox/webhooks/delivered``: the webhooks the receiver answered with 2xx."""
     return web.json_response(request.app[WEBHOOK_LOG_KEY]())
 
 

@@ -79,6 +79,7 @@ _positive_int = _checked(int, lambda v: v > 0, "a whole number > 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tradecloud-sandbox`` command line."""
     parser = argparse.ArgumentParser(
         prog="tradecloud-sandbox",
         description="An offline Tradecloud API (v2) with seeded orders, faults on demand and "
@@ -272,6 +273,7 @@ def _webhook_auth(
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SandboxConfig:
+    """The sandbox configuration the options describe; ``parser`` reports bad combinations."""
     return SandboxConfig(
         seed=args.seed,
         order_count=args.orders,
@@ -302,6 +304,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until SIGTERM, SIGINT or ``--max-runtime``; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)

@@ -154,6 +154,7 @@ class Sandbox:
         return self.store.snapshot()
 
     def get_order(self, order_id: str) -> Order | None:
+        """The current version of one order, or None."""
         return self.store.load(order_id)
 
     def set_faults(self, **settings: Any) -> None:
@@ -173,6 +174,7 @@ class Sandbox:
         self.faults.inject(statuses, retry_after)
 
     def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired (clients must refresh)."""
         self.tokens.expire_access_tokens()
 
     def next_order_request(self) -> int:

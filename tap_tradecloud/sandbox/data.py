@@ -161,8 +161,11 @@ class OrderFactory:
     def __init__(
         self, seed: int, lines_per_order: tuple[int, int] = (1, 50), stream: int = 0
     ) -> None:
-        """Companies and items depend on ``seed`` only; other draws also on ``stream``, so a
-        second factory (the one that changes orders) shares the first one's world."""
+        """Build a factory of orders for ``seed``.
+
+        Companies and items depend on ``seed`` only; other draws also on ``stream``, so a
+        second factory (the one that changes orders) shares the first one's world.
+        """
         low, high = lines_per_order
         if not 1 <= low <= high:
             raise ValueError(
@@ -190,6 +193,7 @@ class OrderFactory:
         self.rng = rng if stream == 0 else random.Random(f"{seed}/{stream}")  # noqa: S311
 
     def document(self) -> dict[str, Any]:
+        """A random document reference attached to an order."""
         rng = self.rng
         return {
             "code": f"DOC{rng.randint(100000, 999999)}",
@@ -201,6 +205,7 @@ class OrderFactory:
         }
 
     def meta(self, epoch_ms: int, company_id: str) -> dict[str, Any]:
+        """The ``meta`` block of an event: message id, creation time, source company."""
         rng = self.rng
         return {
             "messageId": _uuid(rng),
@@ -267,8 +272,10 @@ class OrderFactory:
         return line
 
     def order(self, number: int, updated_ms: int, *, fresh: bool = False) -> Order:
-        """Order number ``number`` (unique per factory), last updated at ``updated_ms``;
-        ``fresh``: just issued by the buyer (version 1, every line ``Issued``)."""
+        """Order number ``number`` (unique per factory), last updated at ``updated_ms``.
+
+        ``fresh``: just issued by the buyer (version 1, every line ``Issued``).
+        """
         rng = self.rng
         buyer = rng.choice(self.buyer_ids)
         supplier = rng.choice(self.supplier_ids)

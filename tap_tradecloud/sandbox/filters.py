@@ -1,5 +1,7 @@
-"""The documented order-search filters and sorts: what each order offers them, parsing the
-request's ``filters``/``query``/``sort``, and applying them (reference/tradecloud-api.md §3).
+"""The documented order-search filters and sorts.
+
+What each order offers them, parsing the request's ``filters``/``query``/``sort``, and applying
+them (reference/tradecloud-api.md §3).
 
 Each stored order version gets its ``Facets`` once, when stored, so that a filtered search only
 compares strings and sets. Only the free-text ``query`` (rare) re-reads the order JSON.
@@ -25,6 +27,7 @@ class BadRequest(ValueError):
 
 
 def expect(condition: bool, message: str) -> None:
+    """Raise BadRequest with ``message`` unless ``condition`` holds."""
     if not condition:
         raise BadRequest(message)
 
@@ -69,6 +72,7 @@ def searchable_text(order: Order) -> str:
 
 
 def facets_of(order: Order) -> Facets:
+    """The values of ``order`` that filters and sorts compare."""
     buyer, supplier = order["buyerOrder"], order["supplierOrder"]
     lines = order["lines"]
     return Facets(
@@ -114,9 +118,12 @@ class OrderFilter:
     words: tuple[str, ...] = ()  # from the free-text `query`, lower case; see matches_text
 
     def is_empty(self) -> bool:
+        """Whether no filter is set."""
         return self == OrderFilter()
 
     def matches(self, f: Facets) -> bool:
+        """Whether an order with these facets passes every filter that is set."""
+
         def among(allowed: frozenset[str] | None, *values: str | None) -> bool:
             return allowed is None or any(value in allowed for value in values)
 
@@ -138,11 +145,13 @@ class OrderFilter:
         )
 
     def matches_text(self, order: Order) -> bool:
+        """Whether every word of the free-text ``query`` appears in the order."""
         text = searchable_text(order)
         return all(word in text for word in self.words)
 
 
 def strings(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> frozenset[str]:
+    """A request's list of strings (optionally from ``allowed``), or BadRequest naming it."""
     expect(
         isinstance(value, list) and all(isinstance(item, str) for item in value),
         f"`{name}` must be a list of strings, got {value!r}",
@@ -154,6 +163,7 @@ def strings(value: Any, name: str, allowed: tuple[str, ...] | None = None) -> fr
 
 
 def only_keys(mapping: Any, name: str, allowed: set[str]) -> dict[str, Any]:
+    """``mapping`` if it is an object with only ``allowed`` keys, else BadRequest."""
     expect(isinstance(mapping, dict), f"`{name}` must be an object, got {mapping!r}")
     unknown = sorted(set(mapping) - allowed)
     expect(
@@ -268,11 +278,13 @@ class Sort:
     fields: tuple[tuple[str, bool], ...] = ()  # (field, descending)
 
     def is_index_order(self) -> bool:
+        """Whether this sort is the index's own order (``lastUpdatedAt`` ascending)."""
         return all(field in _LAST_UPDATED and not descending for field, descending in self.fields)
 
     def apply(
         self, items: Iterable[Any], key_of: Callable[[Any], tuple[tuple[int, str], Facets]]
     ) -> list[Any]:
+        """``items`` sorted by these fields; ``key_of`` gives an item's index key and facets."""
         ordered = list(items)
         for field, descending in reversed(self.fields):  # stable sorts, least significant first
             read = _SORT_FIELDS[field]
@@ -285,6 +297,7 @@ class Sort:
 
 
 def parse_sort(sort: Any) -> Sort:
+    """The request's ``sort`` list, or BadRequest naming what is wrong."""
     expect(isinstance(sort, list), f"`sort` must be a list of {{field, order}}, got {sort!r}")
     fields: list[tuple[str, bool]] = []
     for item in sort:

@@ -22,6 +22,7 @@ _SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get to finish on stop
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` names a loopback address (controls are served only there)."""
     if host == "localhost":
         return True
     try:
@@ -51,10 +52,12 @@ class SandboxServer(Sandbox):
 
     @property
     def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
         return f"http://{self.config.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
+        """The API base URL, ``http://HOST:PORT/v2``: the tap's ``api_url``."""
         return f"{self.base_url}/v2"
 
     @property
@@ -84,6 +87,7 @@ class SandboxServer(Sandbox):
         self.stop()
 
     def start(self) -> None:
+        """Serve in a background thread; return once it listens."""
         self._thread = threading.Thread(target=self._run, name="tradecloud-sandbox", daemon=True)
         self._thread.start()
         if not self._started.wait(_START_TIMEOUT):
@@ -96,6 +100,7 @@ class SandboxServer(Sandbox):
             ) from self._startup_error
 
     def stop(self) -> None:
+        """Stop serving and wait for the thread to finish."""
         if self._loop is None or self._thread is None:
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(_STOP_TIMEOUT)

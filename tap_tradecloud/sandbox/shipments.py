@@ -48,6 +48,7 @@ _WAREHOUSES = (
 
 
 def shipment_updated_at(shipment: Shipment) -> str:
+    """A shipment's ``meta.lastUpdatedAt``: its place in the poll order."""
     return str(shipment["meta"]["lastUpdatedAt"])
 
 
@@ -71,6 +72,7 @@ class ShipmentFactory:
         self.rng = random.Random(f"shipments/{seed}/{stream}")  # noqa: S311 - test data
 
     def uuid(self) -> str:
+        """A random (seeded) UUID."""
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def _line(
@@ -306,6 +308,7 @@ class ShipmentBook:
     def create(
         cls, count: int, orders: list[Order], seed: int, given: list[Shipment] | None
     ) -> ShipmentBook:
+        """``given`` shipments, or ``count`` generated from ``orders``."""
         shipments = given if given is not None else generate_shipments(count, orders, seed=seed)
         return cls(ShipmentStore(shipments), ShipmentFactory(seed, stream=1))
 

@@ -47,6 +47,8 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of search/poll results, as stored JSON bodies."""
+
     bodies: list[bytes]
     total: int
     last_updated_at: str | None  # the newest of the page's orders
@@ -58,6 +60,7 @@ def encode(order: Order) -> bytes:
 
 
 def decode(body: bytes) -> Any:
+    """Decode a stored JSON body."""
     return msgspec.json.decode(body)
 
 
@@ -94,6 +97,7 @@ class OrderStore:
         return len(self._current)
 
     def ids(self) -> list[str]:
+        """The ids of all current orders."""
         with self._lock:
             return list(self._current)
 
@@ -168,4 +172,5 @@ class OrderStore:
         return Page([entry.body for entry in chosen], len(matching), last)
 
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every current order, decoded."""
         return [decode(body) for body in self.current_bodies()]

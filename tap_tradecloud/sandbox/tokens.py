@@ -25,6 +25,8 @@ def _unb64url(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class TokenPair:
+    """An access token and its refresh token, as login and refresh hand them out."""
+
     access_token: str
     refresh_token: str
 
@@ -62,8 +64,11 @@ class TokenService:
         return hmac.compare_digest(decoded.encode(), expected.encode())
 
     def issue(self) -> TokenPair:
-        """A new pair; the access token's claims look like Tradecloud's
-        (``{"data": {"username", "userId", ...}, "exp": <int>}``)."""
+        """A new token pair for the integration user.
+
+        The access token's claims look like Tradecloud's
+        (``{"data": {"username", "userId", ...}, "exp": <int>}``).
+        """
         now = self._clock()
         expiry = now + self.access_token_ttl
         jti = secrets.token_hex(8)
@@ -117,6 +122,7 @@ class TokenService:
         return self.issue()
 
     def logout(self, refresh_token: str) -> bool:
+        """Invalidate ``refresh_token``; False when it was not valid."""
         with self._lock:
             return self._refresh_tokens.pop(refresh_token, None) is not None
 
