@@ -156,10 +156,11 @@ class ReceiverProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"receiver exited: {self.log_path.read_text()}")
             try:
-                health = requests.get(self.url + "/healthz", timeout=1, verify=self.verify)
+                health = requests.get(self.url + "/healthz", timeout=5, verify=self.verify)
                 if health.status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or too slow to answer on a loaded machine: ask again.
                 time.sleep(0.05)
         raise RuntimeError("receiver did not become healthy")
 
