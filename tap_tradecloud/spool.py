@@ -457,7 +457,7 @@ def _ensure_identity(partition: Path) -> None:
     except FileExistsError:
         return
     try:
-        _write_all(fd, f"{uuid.uuid4()}\n".encode())
+        os.write(fd, f"{uuid.uuid4()}\n".encode())  # 37 bytes: one write suffices
         os.fsync(fd)
     finally:
         os.close(fd)
