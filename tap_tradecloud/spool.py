@@ -494,10 +494,15 @@ def highest_sequence(spool_dir: Path | str, instance: str) -> int:
     return max(_sequences(_partition(spool_dir, instance) / EVENTS_DIR), default=0)
 
 
-def _read_metadata_line(path: Path) -> dict[str, object]:
+def _received_at(path: Path) -> datetime.datetime:
+    """When the event in ``path`` was received; for a damaged file, when it was written."""
     with path.open("rb") as file:
-        fields, _ = _decode(file.readline(METADATA_MAX_BYTES), path)
-    return fields
+        line = file.readline(METADATA_MAX_BYTES)
+    try:
+        fields, _ = _decode(line, path)
+        return parse_utc_ms(str(fields["received_at"]))
+    except (CorruptEventError, KeyError, ValueError):
+        return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
 
 
 def prune_events(
@@ -520,7 +525,7 @@ def prune_events(
     for sequence in sorted(seq for seq in present if seq <= up_to and seq != keep):
         path = events_dir / event_file_name(sequence)
         try:
-            received_at = parse_utc_ms(str(_read_metadata_line(path)["received_at"]))
+            received_at = _received_at(path)
         except FileNotFoundError:
             continue
         if received_at < received_before:
