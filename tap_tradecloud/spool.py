@@ -39,6 +39,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
+# utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
+from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms
+
 LOGGER = logging.getLogger(__name__)
 
 TMP_DIR = "tmp"
@@ -116,20 +119,6 @@ class QuarantinedBody:
     meta: EventMeta
     reason: str
     body: bytes
-
-
-def utc_now_ms() -> str:
-    """Return the current UTC time as ``YYYY-MM-DDThh:mm:ss.SSSZ``."""
-    return _format_utc_ms(datetime.datetime.now(datetime.timezone.utc))
-
-
-def _format_utc_ms(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_utc_ms(value: str) -> datetime.datetime:
-    """Parse a timestamp written by :func:`utc_now_ms`."""
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def validate_instance(instance: str) -> str:
@@ -396,7 +385,7 @@ def read_event(spool_dir: Path | str, instance: str, sequence: int) -> SpooledEv
         meta = _meta_from(fields)
     except (CorruptEventError, KeyError) as exc:
         received_at = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
-        meta = EventMeta(received_at=_format_utc_ms(received_at), method="", path="")
+        meta = EventMeta(received_at=format_utc(received_at), method="", path="")
         damage = f"not in the spool format ({type(exc).__name__})"
         return SpooledEvent(instance, sequence, meta, data, damage=damage)
     return SpooledEvent(instance=instance, sequence=sequence, meta=meta, body=body)
@@ -500,7 +489,7 @@ def _received_at(path: Path) -> datetime.datetime:
         line = file.readline(METADATA_MAX_BYTES)
     try:
         fields, _ = _decode(line, path)
-        return parse_utc_ms(str(fields["received_at"]))
+        return parse_utc(str(fields["received_at"]))
     except (CorruptEventError, KeyError, ValueError):
         return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
 
