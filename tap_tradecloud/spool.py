@@ -6,14 +6,19 @@ Layout, one partition per receiver instance::
     <spool_dir>/<instance>/tmp/                 files being written; never read
     <spool_dir>/<instance>/events/<seq>.event   acknowledged events, seq = 20-digit sequence number
     <spool_dir>/<instance>/quarantine/<name>.quarantined   authenticated bodies that were refused
+    <spool_dir>/<instance>/set-aside/<seq>.event          copies of stored events the tap could
+                                                          not emit (a dead-letter place)
+    <spool_dir>/<instance>/identity             created with the partition; a new one means a
+                                                recreated partition (read it from the start)
 
 A file holds one line of JSON metadata, a newline, then the raw body bytes exactly as received.
 The sequence number and the instance are the file's name and folder, not part of its content,
 so that the (slow) write and fsync can happen outside the lock that hands out sequence numbers.
 
-Sequence numbers are gapless within a partition: a number is used only when its rename
-succeeded, and renames happen in sequence order under a lock. A reader that keeps "last
-sequence read" therefore never skips a file.
+Sequence numbers are gapless within a partition: a number is used only when its link
+succeeded, and links happen in sequence order under a lock. A reader that keeps "last
+sequence read" therefore never skips a file. Event files are created, never replaced: a name
+that already exists (a second receiver on a recreated folder) is refused, not overwritten.
 """
 
 from __future__ import annotations
@@ -35,13 +40,15 @@ from pathlib import Path
 from types import TracebackType
 
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
-from tap_tradecloud.timestamps import parse_utc, utc_now_ms  # noqa: F401
+from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms
 
 LOGGER = logging.getLogger(__name__)
 
 TMP_DIR = "tmp"
 EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"
+SET_ASIDE_DIR = "set-aside"
+IDENTITY_FILE = "identity"
 LOCK_FILE = "writer.lock"
 EVENT_SUFFIX = ".event"
 QUARANTINE_SUFFIX = ".quarantined"
@@ -74,6 +81,10 @@ class CorruptEventError(SpoolError):
     """An event file does not have the spool format."""
 
 
+class SpoolConflictError(SpoolError):
+    """An event file with the next sequence number already exists: another writer made it."""
+
+
 @dataclass(frozen=True)
 class EventMeta:
     """What the receiver knows about a request besides its body."""
@@ -87,12 +98,17 @@ class EventMeta:
 
 @dataclass(frozen=True)
 class SpooledEvent:
-    """One acknowledged event as read back from the spool."""
+    """One acknowledged event as read back from the spool.
+
+    ``damage`` says why a file could not be decoded (then ``meta`` holds only its time and
+    ``body`` the whole file); the reader yields it so the caller can set it aside.
+    """
 
     instance: str
     sequence: int
     meta: EventMeta
     body: bytes
+    damage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +247,7 @@ class SpoolWriter:
         for folder in (self.tmp_dir, self.events_dir, self.quarantine_dir):
             folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._lock_fd = self._take_lock()
+        _ensure_identity(self.partition)
         self._remove_stale_tmp_files()
         self._last_sequence = max(_sequences(self.events_dir), default=0)
 
@@ -292,14 +309,26 @@ class SpoolWriter:
         try:
             with self._rename_lock:
                 sequence = self._last_sequence + 1
-                tmp_path.rename(self.events_dir / event_file_name(sequence))
+                self._link_new(tmp_path, self.events_dir / event_file_name(sequence))
                 self._last_sequence = sequence
-        except BaseException:
+        finally:
             tmp_path.unlink(missing_ok=True)
-            raise
         # Outside the lock, so concurrent writers' folder fsyncs overlap.
         _fsync_dir(self.events_dir)
         return sequence
+
+    def _link_new(self, source: Path, target: Path) -> None:
+        """Give ``source`` the name ``target``, which must not exist yet (create-only)."""
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            msg = (
+                f"Spool event {target} already exists, so another receiver writes this "
+                f"partition (was {self.partition} deleted and recreated under a running "
+                "receiver?). Nothing was overwritten; answering 503 until only one receiver "
+                "writes it: stop the extra receiver, then restart this one."
+            )
+            raise SpoolConflictError(msg) from None
 
     def quarantine(self, body: bytes, meta: EventMeta, reason: str) -> str:
         """Store a refused body durably in ``quarantine/`` and return the file name."""
@@ -345,41 +374,108 @@ def list_partitions(spool_dir: Path | str) -> list[str]:
 
 
 def read_event(spool_dir: Path | str, instance: str, sequence: int) -> SpooledEvent:
-    """Read one event; raises FileNotFoundError if it is not (or no longer) there."""
+    """Read one event; raises FileNotFoundError if it is not (or no longer) there.
+
+    A file that is not in the spool format comes back with ``damage`` set instead of raising.
+    """
     path = _partition(spool_dir, instance) / EVENTS_DIR / event_file_name(sequence)
-    fields, body = _decode(path.read_bytes(), path)
-    return SpooledEvent(instance=instance, sequence=sequence, meta=_meta_from(fields), body=body)
+    data = path.read_bytes()
+    try:
+        fields, body = _decode(data, path)
+        meta = _meta_from(fields)
+    except (CorruptEventError, KeyError) as exc:
+        received_at = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        meta = EventMeta(received_at=format_utc(received_at), method="", path="")
+        damage = f"not in the spool format ({type(exc).__name__})"
+        return SpooledEvent(instance, sequence, meta, data, damage=damage)
+    return SpooledEvent(instance=instance, sequence=sequence, meta=meta, body=body)
 
 
 def iter_events(spool_dir: Path | str, instance: str, after: int = 0) -> Iterator[SpooledEvent]:
     """Yield the partition's events above ``after`` in sequence order, one file at a time.
 
-    Reads up to the highest event present when called, after an fsync of the folder: so every
-    event yielded survives a power loss, and a restarted writer can never hand the number of a
-    yielded event to a different one. Names are given and made visible in order, so a number
-    missing below that highest one was deleted outside the tap; it is skipped with a warning.
+    Reads the event files present when called, up to the highest one (the cost follows the
+    files, not the numbers), after an fsync of the folder: so every event yielded survives a
+    power loss, and a restarted writer can never hand the number of a yielded event to a
+    different one. Names are given and made visible in order, so a missing number was deleted
+    outside the tap: a warning says so.
     """
     events_dir = _partition(spool_dir, instance) / EVENTS_DIR
+    # A listing taken while files appear may miss some of them; a second listing taken after
+    # the first has ended sees every file up to the first one's highest, since names become
+    # visible in order.
     last = max(_sequences(events_dir), default=0)
     if last <= after:
         return
+    present = sorted(seq for seq in _sequences(events_dir) if after < seq <= last)
     _fsync_dir(events_dir)
-    gap_start: int | None = None
-    for sequence in range(after + 1, last + 1):
+    expected = after + 1
+    for sequence in present:
         try:
             event = read_event(spool_dir, instance, sequence)
-        except FileNotFoundError:
-            gap_start = sequence if gap_start is None else gap_start
+        except FileNotFoundError:  # deleted since the listing; the next one reports the gap
             continue
-        if gap_start is not None:
+        if sequence > expected:
             LOGGER.warning(
                 "Spool partition %s has no events %d to %d; they were deleted outside the tap.",
                 instance,
-                gap_start,
+                expected,
                 sequence - 1,
             )
-            gap_start = None
+        expected = sequence + 1
         yield event
+
+
+def partition_identity(spool_dir: Path | str, instance: str) -> str | None:
+    """Return the identity the partition was created with (None if it has none yet).
+
+    A writer gives every new partition a fresh identity: when the identity a reader kept
+    differs, the partition was recreated (a new disk, a wiped folder) and its sequence
+    numbers started again at 1.
+    """
+    try:
+        return (_partition(spool_dir, instance) / IDENTITY_FILE).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _ensure_identity(partition: Path) -> None:
+    path = partition / IDENTITY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.write(fd, f"{uuid.uuid4()}\n".encode())  # 37 bytes: one write suffices
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(partition)
+
+
+def set_aside(spool_dir: Path | str, event: SpooledEvent, reason: str) -> Path:
+    """Keep a copy of an event the tap cannot emit in ``set-aside/``; return the copy's path.
+
+    The event file itself stays where it is (the highest one tells a restarted writer where
+    the sequence continues) and is pruned like any other once the bookmark has passed it.
+    """
+    folder = _partition(spool_dir, event.instance) / SET_ASIDE_DIR
+    folder.mkdir(mode=DIR_MODE, exist_ok=True)
+    source = _partition(spool_dir, event.instance) / EVENTS_DIR / event_file_name(event.sequence)
+    target = folder / event_file_name(event.sequence)
+    data = source.read_bytes()
+    fields, body = _decode(data, source) if event.damage is None else ({}, data)
+    fields = {**fields, "set_aside_reason": reason, "set_aside_at": utc_now_ms()}
+    tmp_path = folder / f".{event_file_name(event.sequence)}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+    try:
+        _write_all(fd, _encode(fields, body))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp_path.replace(target)  # a second copy of the same event, from a re-run, is the same
+    _fsync_dir(folder)
+    return target
 
 
 def highest_sequence(spool_dir: Path | str, instance: str) -> int:
@@ -387,10 +483,15 @@ def highest_sequence(spool_dir: Path | str, instance: str) -> int:
     return max(_sequences(_partition(spool_dir, instance) / EVENTS_DIR), default=0)
 
 
-def _read_metadata_line(path: Path) -> dict[str, object]:
+def _received_at(path: Path) -> datetime.datetime:
+    """When the event in ``path`` was received; for a damaged file, when it was written."""
     with path.open("rb") as file:
-        fields, _ = _decode(file.readline(METADATA_MAX_BYTES), path)
-    return fields
+        line = file.readline(METADATA_MAX_BYTES)
+    try:
+        fields, _ = _decode(line, path)
+        return parse_utc(str(fields["received_at"]))
+    except (CorruptEventError, KeyError, ValueError):
+        return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
 
 
 def prune_events(
@@ -413,7 +514,7 @@ def prune_events(
     for sequence in sorted(seq for seq in present if seq <= up_to and seq != keep):
         path = events_dir / event_file_name(sequence)
         try:
-            received_at = parse_utc(str(_read_metadata_line(path)["received_at"]))
+            received_at = _received_at(path)
         except FileNotFoundError:
             continue
         if received_at < received_before:

@@ -3,26 +3,26 @@
 One partition (and one bookmark) per receiver instance; the bookmark is the spool sequence,
 which grows without gaps in the order files became visible. The stream is sorted within a
 partition, so interim STATE is resumable: an interrupted run resumes after the last event the
-target committed and never skips one.
+target committed and never skips one. The partition's identity is kept beside the bookmark:
+a recreated partition (its numbers start again at 1) is read from the start.
+
+Every stored event is emitted (see ``event_records``); one that still cannot be is set aside in
+the spool and stands as a ``set_aside`` record, so the bookmark passes it: never a crash loop.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-import hashlib
-import json
 import typing as t
 from pathlib import Path
 
 from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_tradecloud import spool
+from tap_tradecloud import event_records, spool
 from tap_tradecloud.client import TradecloudStream
 from tap_tradecloud.schemas import SCHEMAS
-from tap_tradecloud.timestamps import normalise
-from tap_tradecloud.webhook.events import NOTIFICATION, UnacceptableBodyError, parse_event_body
+from tap_tradecloud.webhook.events import NOTIFICATION
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -30,20 +30,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 PARTITION_KEY = "receiver_instance"
-
-
-def event_id(body: bytes, document: dict[str, t.Any], payload: dict[str, t.Any]) -> str:
-    """``meta.messageId`` (top level or in the event), else the SHA-256 of the raw body."""
-    for holder in (document, payload):
-        meta = holder.get("meta")
-        if isinstance(meta, dict) and isinstance(meta.get("messageId"), str) and meta["messageId"]:
-            return str(meta["messageId"])
-    return hashlib.sha256(body).hexdigest()
-
-
-def notification_body(order_id: str) -> bytes:
-    """The canonical body of a GET notification; its SHA-256 is the notification's event id."""
-    return json.dumps({"orderId": order_id}, separators=(",", ":")).encode()
+IDENTITY_KEY = "spool_partition_identity"
 
 
 class WebhookEventsStream(TradecloudStream):
@@ -56,7 +43,7 @@ class WebhookEventsStream(TradecloudStream):
     schema = StreamSchema(SCHEMAS, key="webhook_event")
     path = "/order/{orderId}"  # the only API call: GET-notification enrichment
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
-    STATE_MSG_FREQUENCY = 500
+    STATE_MSG_FREQUENCY = 100  # a crash re-emits at most this many events
 
     @property
     def spool_dir(self) -> Path:
@@ -74,6 +61,8 @@ class WebhookEventsStream(TradecloudStream):
             return
         instance = context[PARTITION_KEY]
         bookmark = self._starting_sequence(context)
+        if self._partition_was_recreated(context, instance):
+            bookmark = 0
         self._prune(instance, bookmark)
         highest = spool.highest_sequence(self.spool_dir, instance)
         if highest < bookmark:
@@ -97,6 +86,30 @@ class WebhookEventsStream(TradecloudStream):
             return value
         return 0
 
+    def _partition_was_recreated(self, context: Context, instance: str) -> bool:
+        """Compare the partition's identity with the bookmark's; keep the current one in it.
+
+        A bookmark without an identity (from an older version) counts as the current one.
+        """
+        identity = spool.partition_identity(self.spool_dir, instance)
+        state = self.get_context_state(context)
+        kept = state.get(IDENTITY_KEY)
+        if identity is None:
+            return False
+        state[IDENTITY_KEY] = identity
+        if kept is None or kept == identity:
+            return False
+        self.logger.warning(
+            "Spool partition %s was recreated (identity %s, the bookmark was kept for %s): "
+            "reading it from the start.",
+            instance,
+            identity,
+            kept,
+        )
+        # The old bookmark belongs to the old partition; sequences start again at 1.
+        state.pop("replication_key_value", None)
+        return True
+
     def _prune(self, instance: str, bookmark: int) -> None:
         hours = float(self.config.get("spool_retention_hours", 168))
         if hours <= 0 or bookmark <= 0:
@@ -116,57 +129,28 @@ class WebhookEventsStream(TradecloudStream):
             )
 
     def _record(self, event: spool.SpooledEvent) -> dict[str, t.Any]:
-        meta = event.meta
-        if meta.method == "GET":
-            order_id = meta.order_id or ""
-            body = notification_body(order_id)
-            document: dict[str, t.Any] = {"orderId": order_id}
-            event_type, payload = NOTIFICATION, document
-        else:
-            body = event.body
-            event_type, document = self._parse(event)
-            payload = document[event_type]
-            order_id = payload.get("orderId")
-        return {
-            "event_id": event_id(body, document, payload),
-            "spool_sequence": event.sequence,
-            PARTITION_KEY: event.instance,
-            "received_at": meta.received_at,
-            "http_method": meta.method,
-            "event_type": event_type,
-            "event_name": document.get("eventName"),
-            "order_id": order_id,
-            "last_updated_at": self._last_updated_at(payload, event),
-            "event": document,
-            "order": self._order_for(event_type, order_id),
-        }
+        def warn(problem: str) -> None:
+            self.logger.warning("Spool event %d of %s %s", event.sequence, event.instance, problem)
 
-    def _parse(self, event: spool.SpooledEvent) -> tuple[str, dict[str, t.Any]]:
-        try:
-            return parse_event_body(event.body, parse_float=decimal.Decimal)
-        except UnacceptableBodyError as exc:
-            msg = (
-                f"Spool event {event.sequence} of {event.instance} is not a Tradecloud event "
-                f"({exc}); it was not written by tap-tradecloud-webhook. Move it out of the "
-                "events folder."
-            )
-            raise spool.CorruptEventError(msg) from exc
-
-    def _last_updated_at(self, payload: dict[str, t.Any], event: spool.SpooledEvent) -> str | None:
-        value = payload.get("lastUpdatedAt")
-        if value is None:
-            return None
-        try:
-            return normalise(str(value))
-        except ValueError:
-            self.logger.warning(
-                "Event %d of %s has an unreadable lastUpdatedAt %r; emitting null (the raw "
-                "value stays in `event`)",
-                event.sequence,
-                event.instance,
-                value,
-            )
-            return None
+        reason = event.damage
+        if reason is None:
+            try:
+                record = event_records.build_record(event, warn)
+            except Exception as exc:  # whatever it is, the event must not block the stream
+                reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            else:
+                record["order"] = self._order_for(record["event_type"], record["order_id"])
+                return record
+        copy = spool.set_aside(self.spool_dir, event, reason)
+        self.logger.warning(
+            "Spool event %d of %s cannot be emitted (%s). A copy is set aside at %s; a record "
+            "with event_type 'set_aside' stands for it and the bookmark passes it.",
+            event.sequence,
+            event.instance,
+            reason,
+            copy,
+        )
+        return {**event_records.set_aside_record(event), "order": None}
 
     def _order_for(self, event_type: str, order_id: str | None) -> dict | None:
         if event_type != NOTIFICATION or not order_id:

@@ -172,9 +172,6 @@ def test_a_get_webhook_setup_gets_no_shipment_notifications() -> None:
     assert len(receiver.received) == 1  # the order's; GET carries order ids only
 
 
-# ISSUE 9 INTEGRATION: today's receiver answers 400 to a body whose payload is `shipment` (and
-# quarantines it); issue 9 makes it accept any event object. Remove this mark on merging it.
-@pytest.mark.xfail(strict=True, reason="the receiver refuses shipment events until issue 9")
 def test_a_shipment_webhook_reaches_the_receivers_spool(tmp_path: Path) -> None:
     with receiver_in_thread(tmp_path, instance="sandbox") as receiver:
         config = SandboxConfig(

@@ -51,12 +51,15 @@ def test_files_deleted_outside_the_tap_are_skipped_with_a_warning(
     assert "has no events 2 to 3" in caplog.text
 
 
-def test_a_corrupt_file_stops_the_read_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_corrupt_file_is_yielded_with_its_damage_so_the_stream_can_set_it_aside(
+    tmp_path: Path,
+) -> None:
     write(tmp_path, ["2026-01-01T00:00:00.000Z"])
     (tmp_path / "r1" / "events" / spool.event_file_name(1)).write_bytes(b"garbage")
 
-    with pytest.raises(spool.CorruptEventError, match="not in the spool format"):
-        sequences(tmp_path)
+    [event] = spool.iter_events(tmp_path, "r1")
+    assert event.damage is not None
+    assert "not in the spool format" in event.damage
 
 
 def test_pruning_removes_only_old_files_at_or_below_the_bookmark(tmp_path: Path) -> None:

@@ -105,10 +105,10 @@ def test_a_failed_write_leaves_nothing_behind(
 def test_a_failed_rename_leaves_nothing_behind_and_no_gap(
     tmp_path: Path, writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(self: Path, target: Path) -> None:
+    def fail(source: Path, target: Path) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(Path, "rename", fail)
+    monkeypatch.setattr(spool.os, "link", fail)
     with pytest.raises(OSError, match="Input/output"):
         writer.write_event(b"{}", META)
     monkeypatch.undo()

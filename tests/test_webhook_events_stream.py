@@ -73,8 +73,10 @@ def test_records_and_per_partition_state(tmp_path: Path) -> None:
             "event_type": "orderEvent",
             "event_name": "OrderIssuedByBuyer",
             "order_id": "ord-1",
+            "shipment_id": None,
             "last_updated_at": "2025-04-23T10:01:53.800Z",
             "event": json.loads(top_level_meta),
+            "body_text": None,
             "order": None,
         },
         {
@@ -86,8 +88,10 @@ def test_records_and_per_partition_state(tmp_path: Path) -> None:
             "event_type": "singleDeliveryOrderEvent",
             "event_name": "OrderLinesAcceptedBySupplier",
             "order_id": "ord-2",
+            "shipment_id": None,
             "last_updated_at": "2025-04-23T10:01:53.812Z",
             "event": json.loads(nested_meta),
+            "body_text": None,
             "order": None,
         },
         {
@@ -99,8 +103,10 @@ def test_records_and_per_partition_state(tmp_path: Path) -> None:
             "event_type": "orderDocumentsEvent",
             "event_name": "NewNameFrom2030",
             "order_id": "ord-3",
+            "shipment_id": None,
             "last_updated_at": "2025-04-23T10:01:53.812Z",
             "event": json.loads(no_meta),
+            "body_text": None,
             "order": None,
         },
         {
@@ -112,8 +118,10 @@ def test_records_and_per_partition_state(tmp_path: Path) -> None:
             "event_type": "notification",
             "event_name": None,
             "order_id": "ord-4",
+            "shipment_id": None,
             "last_updated_at": None,
             "event": {"orderId": "ord-4"},
+            "body_text": None,
             "order": None,
         },
     ]
@@ -304,8 +312,11 @@ def test_an_unreadable_last_updated_at_becomes_null_with_a_warning(
     assert "unreadable lastUpdatedAt 'yesterday'" in caplog.text
 
 
-def test_a_foreign_file_in_the_events_folder_fails_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_json_object_without_a_known_payload_is_an_event_of_kind_unknown(
+    tmp_path: Path,
+) -> None:
     spool_events(tmp_path, "r1", [(b'{"not": "an event"}', post_meta())])
 
-    with pytest.raises(spool.CorruptEventError, match="Move it out of the events folder"):
-        sync(config(tmp_path))
+    records, _, _ = sync(config(tmp_path))
+
+    assert [(r["event_type"], r["event"]) for r in records] == [("unknown", {"not": "an event"})]

@@ -26,7 +26,7 @@ from aiohttp import web
 from tap_tradecloud.sandbox import free_port
 from tap_tradecloud.spool import SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
-from tap_tradecloud.webhook.app import ReceiverConfig, create_app
+from tap_tradecloud.webhook.app import DEFAULT_MAX_BODY_BYTES, ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
 
 TOKEN = "test-webhook-token"
@@ -96,7 +96,7 @@ def receiver_in_thread(
     *,
     instance: str = "r1",
     credentials: Credentials | None = None,
-    max_body_bytes: int = 1024 * 1024,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     min_free_bytes: int = 0,
     max_pending_writes: int = 256,
 ) -> Iterator[InThreadReceiver]:

@@ -2,7 +2,9 @@
 
 Status codes, as Tradecloud reads them: 2xx delivered; 4xx (400, 401, 404, 405, 413, 415) and
 exactly 500 are never retried; codes above 500 are retried for ever. So every transient or
-unexpected failure answers 503 with ``Retry-After``, never 500.
+unexpected failure answers 503 with ``Retry-After``, never 500, and an authenticated request
+gets a 4xx only when it is no Tradecloud delivery at all (400, kept in quarantine), is larger
+than the configured limit (413) or has a content type Tradecloud never sends (415).
 """
 
 from __future__ import annotations
@@ -18,20 +20,32 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from tap_tradecloud.spool import EventMeta, SpoolError, SpoolWriter, is_disk_full, utc_now_ms
+from tap_tradecloud.spool import (
+    EventMeta,
+    SpoolConflictError,
+    SpoolError,
+    SpoolWriter,
+    is_disk_full,
+    utc_now_ms,
+)
 from tap_tradecloud.webhook.auth import Credentials
 from tap_tradecloud.webhook.events import (
     UnacceptableBodyError,
+    check_xml_body,
+    is_json,
+    is_xml,
     parse_event_body,
     validate_order_id,
 )
+from tap_tradecloud.webhook.log_redaction import redact_aiohttp_logs
 
 ACCESS_LOGGER = logging.getLogger("tap_tradecloud.webhook.access")
 LOGGER = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz"
 DEFAULT_PATH = "/webhooks/tradecloud"
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A 500-line order event is about 1.2 MB; a body above the limit is lost (413), so leave room.
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -118,7 +132,9 @@ async def log_and_map_errors(request: web.Request, handler: Handler) -> web.Stre
         raise
     except Exception as exc:
         reason = _describe_failure(exc)
-        if isinstance(exc, (OSError, SpoolError)):
+        if isinstance(exc, SpoolConflictError):
+            LOGGER.error("Answering 503 (%s): %s", reason, exc)  # noqa: TRY400 - no traceback
+        elif isinstance(exc, (OSError, SpoolError)):
             LOGGER.warning("Answering 503 (%s): %s", reason, exc)
         else:
             LOGGER.exception("Answering 503 (%s)", reason)
@@ -159,10 +175,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
-def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or content_type.endswith("+json")
-
-
 async def _store(
     request: web.Request, body: bytes, meta: EventMeta, check: Callable[[], object]
 ) -> web.Response:
@@ -190,10 +202,16 @@ async def _store(
 
 
 async def receive_event(request: web.Request) -> web.Response:
-    """POST or PUT with a JSON event body."""
+    """POST or PUT with a JSON or tXML event body."""
     config = request.app[CONFIG_KEY]
-    if not _is_json(request.content_type):
-        raise web.HTTPUnsupportedMediaType(text="Send the event as Content-Type: application/json")
+    if is_json(request.content_type):
+        check: Callable[[bytes], object] = parse_event_body
+    elif is_xml(request.content_type):
+        check = check_xml_body
+    else:
+        raise web.HTTPUnsupportedMediaType(
+            text="Send the event as Content-Type: application/json (or application/xml for tXML)"
+        )
     declared = request.content_length
     if declared is not None and declared > config.max_body_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=config.max_body_bytes, actual_size=declared)
@@ -205,7 +223,7 @@ async def receive_event(request: web.Request) -> web.Response:
         path=request.path,
         content_type=request.headers.get(hdrs.CONTENT_TYPE),
     )
-    return await _store(request, body, meta, lambda: parse_event_body(body))
+    return await _store(request, body, meta, lambda: check(body))
 
 
 async def receive_notification(request: web.Request) -> web.Response:
@@ -230,9 +248,10 @@ async def health(request: web.Request) -> web.Response:
     try:
         await asyncio.get_running_loop().run_in_executor(gate.executor, check)
     except (SpoolError, OSError) as exc:
+        # Anyone may ask: paths, OS errors and free space go to the log only.
         LOGGER.warning("Health check failed: %s", exc)
-        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
-    return web.json_response({"status": "ok", "instance": gate.writer.instance})
+        return web.json_response({"status": "unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
 
 
 async def _stop_gate(app: web.Application) -> None:
@@ -242,6 +261,7 @@ async def _stop_gate(app: web.Application) -> None:
 
 def create_app(config: ReceiverConfig, writer: SpoolWriter) -> web.Application:
     """Build the receiver application around an opened spool writer."""
+    redact_aiohttp_logs()
     app = web.Application(
         client_max_size=config.max_body_bytes,
         middlewares=[log_and_map_errors, authenticate],
