@@ -1,0 +1,109 @@
+"""The ``order_lines`` stream: one record per order line, only the lines that changed.
+
+A child of ``orders``: its records come from the order the parent just read, never from a request
+of its own. Which lines are new is decided without remembering anything per order in the state,
+from what the ``orders`` stream had emitted when the run started (:class:`LineWatermarks`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import typing as t
+from importlib import resources
+
+from singer_sdk import Stream
+from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_tradecloud import schemas
+from tap_tradecloud.streams import OrdersStream
+from tap_tradecloud.timestamps import normalise
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from singer_sdk import Tap
+    from singer_sdk.helpers.types import Context
+
+#: Order header keys that never change for an order, copied onto each of its lines.
+HEADER_KEYS: dict[str, tuple[str, str]] = {
+    "buyer_company_id": ("buyerOrder", "companyId"),
+    "supplier_company_id": ("supplierOrder", "companyId"),
+    "purchase_order_number": ("buyerOrder", "purchaseOrderNumber"),
+}
+
+
+def line_schema(order_schema: Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The ``order_lines`` schema: the order schema's line, plus ``order_id`` and header keys."""
+    line = copy.deepcopy(order_schema["properties"]["lines"]["items"])
+    properties = {
+        "order_id": {"type": "string"},
+        **{key: {"type": ["string", "null"]} for key in HEADER_KEYS},
+        **line["properties"],
+        "id": {"type": "string"},  # half of the primary key: never null
+    }
+    return {
+        "type": "object",
+        "additionalProperties": True,
+        "properties": properties,
+        "required": ["order_id", "id"],
+    }
+
+
+def _order_schema() -> dict[str, t.Any]:
+    return t.cast("dict", json.loads(resources.files(schemas).joinpath("order.json").read_text()))
+
+
+class OrderLinesStream(Stream):
+    """One record per line of each order the ``orders`` stream emits, if the line changed."""
+
+    name = "order_lines"
+    parent_stream_type = OrdersStream
+    primary_keys = ("order_id", "id")
+    replication_key = None  # the `orders` bookmark decides; see LineWatermarks
+    state_partitioning_keys: t.ClassVar[list[str]] = []  # no state entry per order
+    schema = line_schema(_order_schema())
+    # Lines are JSON from the API already (and `lastUpdatedAt` normalised): nothing to conform.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    def __init__(self, tap: Tap, orders: OrdersStream) -> None:
+        """``orders``: the parent stream instance, which hands over each order it emits."""
+        super().__init__(tap=tap)
+        self._orders = orders
+        self._schema_written = False
+
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never: each run sends only changed lines, so a version switch would delete the rest."""
+        return False
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """The changed lines of the order the parent stream is emitting."""
+        order = self._orders.current_order
+        if context is None or order is None or order["id"] != context["order_id"]:
+            msg = f"order_lines was synced for {context!r}, not for the order being emitted"
+            raise RuntimeError(msg)
+        watermarks = self._orders.line_watermarks
+        header = {"order_id": order["id"]}
+        for key, (part, field) in HEADER_KEYS.items():
+            header[key] = (order.get(part) or {}).get(field)
+        for line in order.get("lines") or []:
+            updated_at = line.get("lastUpdatedAt")
+            if updated_at is not None:
+                updated_at = normalise(updated_at)
+            if watermarks.is_new(order["id"], updated_at):
+                yield {**header, **line, "lastUpdatedAt": updated_at}
+        watermarks.emitted(order)
+
+    # The SDK syncs a child once per parent record and, each time, writes a SCHEMA message and
+    # a STATE message. One SCHEMA per run is enough. The STATE would also be wrong here: it is
+    # written before the order's own RECORD, with the parent's bookkeeping already counting that
+    # order as emitted. The parent's STATE, written after the order's RECORD, carries this
+    # stream's (empty) state too.
+    def _write_schema_message(self) -> None:
+        if not self._schema_written:
+            super()._write_schema_message()
+            self._schema_written = True
+
+    def _write_state_message(self) -> None:
+        pass
