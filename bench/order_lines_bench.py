@@ -61,7 +61,9 @@ def order_lines_cpu(workdir: Path, orders: int, rounds: int) -> Section:
                     run_measured(tap_command(config, catalogs[name]), log=workdir / "tap.log")
                 )
         baseline = median([r.cpu for r in runs[names[0]]])
-        ratios = {name: median([r.cpu for r in measured]) / baseline for name, measured in runs.items()}
+        ratios = {
+            name: median([r.cpu for r in measured]) / baseline for name, measured in runs.items()
+        }
         section = _section(orders, rounds, runs, ratios, sb.command)
         if not all(target.met for target in section.targets):
             section.profile = profile_top(workdir, tap_command(config, catalogs[names[1]]))
@@ -126,10 +128,19 @@ def main() -> int:
     lines.append("|" + " --- |" * len(section.header))
     lines += ["| " + " | ".join(row) + " |" for row in section.rows]
     lines.append("")
-    lines += [f"- {t.what}: {t.measured} (target {t.goal}): **{t.verdict}**" for t in section.targets]
+    lines += [
+        f"- {t.what}: {t.measured} (target {t.goal}): **{t.verdict}**" for t in section.targets
+    ]
     lines += [f"\n{note}" for note in section.notes]
     if section.profile:
-        lines += ["", "Profile (cProfile, top entries by own time):", "", "```", section.profile, "```"]
+        lines += [
+            "",
+            "Profile (cProfile, top entries by own time):",
+            "",
+            "```",
+            section.profile,
+            "```",
+        ]
     print("\n".join(lines))
     return 0
 

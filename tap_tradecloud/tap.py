@@ -223,7 +223,7 @@ class TapTradecloud(Tap):
         return TradecloudConnection(self.config)
 
     def discover_streams(self) -> list[Stream]:
-        """``orders`` and its child ``order_lines``; ``webhook_events`` when ``spool_dir`` is set."""
+        """``orders``, its child ``order_lines``; ``webhook_events`` when ``spool_dir`` is set."""
         orders = OrdersStream(tap=self)
         streams: list[Stream] = [orders, OrderLinesStream(tap=self, orders=orders)]
         if self.config.get("spool_dir"):
