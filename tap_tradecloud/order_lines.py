@@ -12,7 +12,9 @@ import json
 import typing as t
 from importlib import resources
 
+import singer_sdk.singerlib as singer
 from singer_sdk import Stream
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud import schemas
@@ -20,7 +22,7 @@ from tap_tradecloud.streams import OrdersStream
 from tap_tradecloud.timestamps import normalise
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Generator, Iterable, Mapping
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
@@ -71,6 +73,7 @@ class OrderLinesStream(Stream):
         super().__init__(tap=tap)
         self._orders = orders
         self._schema_written = False
+        self._all_selected: bool | None = None
 
     @property
     def emit_activate_version_messages(self) -> bool:
@@ -94,6 +97,27 @@ class OrderLinesStream(Stream):
             if watermarks.is_new(order["id"], updated_at):
                 yield {**header, **line, "lastUpdatedAt": updated_at}
         watermarks.emitted(order)
+
+    def _generate_record_messages(
+        self, record: dict
+    ) -> Generator[singer.RecordMessage, None, None]:
+        """The SDK's messages, without its walk through every nested object of every record
+        when no property is deselected (that walk cost more than all else for a line)."""
+        if self._all_selected is None:
+            self._all_selected = all(self.mask.values())
+        if not self._all_selected:
+            # The SDK pops deselected fields in place: keep the order's own lines intact.
+            yield from super()._generate_record_messages(copy.deepcopy(record))
+            return
+        for stream_map in self.stream_maps:
+            mapped = stream_map.transform(record)  # the type conformance level is NONE
+            if mapped is not None:
+                yield singer.RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=utc_now(),
+                )
 
     # The SDK syncs a child once per parent record and, each time, writes a SCHEMA message and
     # a STATE message. One SCHEMA per run is enough. The STATE would also be wrong here: it is
