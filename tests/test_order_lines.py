@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
-import typing as t
 
 import pytest
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, generate_orders
 from tap_tradecloud.sandbox.clock import format_ms, now_ms
+from tap_tradecloud.tap import TapTradecloud
 from tests.tap_helpers import RunOutput, run_tap, run_tap_failing
 from tests.test_tap_scenarios import tap_config
 
@@ -197,28 +199,41 @@ def test_lookback_emits_the_lines_of_changes_that_become_searchable_late() -> No
         assert lines_of(run_tap(cfg, state=third.final_state)) == []
 
 
-def test_order_lines_alone_is_selectable(tmp_path: t.Any) -> None:
-    """Deselecting `orders` keeps `order_lines` working (the parent runs for its child)."""
-    with SandboxServer(SandboxConfig(seed=SEED, order_count=30, lines_per_order=(1, 3))) as sb:
-        from tap_tradecloud.tap import TapTradecloud  # noqa: PLC0415
-
-        catalog = TapTradecloud(config=tap_config(sb), parse_env_config=False).catalog_dict
-        for stream in catalog["streams"]:
-            for entry in stream["metadata"]:
-                if entry["breadcrumb"] == []:
-                    entry["metadata"]["selected"] = stream["tap_stream_id"] == "order_lines"
-        output = _run_with_catalog(tap_config(sb), catalog)
-        assert orders_of(output) == []
-        assert_once(lines_of(output), source_lines(sb))
+def selected_catalog(cfg: dict, streams: set[str], deselect: list[list[str]] = ()) -> dict:
+    """The discovered catalog with ``streams`` selected and the ``deselect`` breadcrumbs not."""
+    catalog = TapTradecloud(config=cfg, parse_env_config=False).catalog_dict
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
+            if [stream["tap_stream_id"], *entry["breadcrumb"]] in deselect:
+                entry["metadata"]["selected"] = False
+    return catalog
 
 
-def _run_with_catalog(cfg: dict, catalog: dict) -> RunOutput:
-    import contextlib  # noqa: PLC0415
-    import io  # noqa: PLC0415
-
-    from tap_tradecloud.tap import TapTradecloud  # noqa: PLC0415
-
+def run_with_catalog(cfg: dict, catalog: dict) -> RunOutput:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         TapTradecloud(config=cfg, catalog=catalog, parse_env_config=False).run()
     return RunOutput([json.loads(line) for line in out.getvalue().splitlines()])
+
+
+def test_order_lines_alone_is_selectable() -> None:
+    with SandboxServer(SandboxConfig(seed=SEED, order_count=30, lines_per_order=(1, 3))) as sb:
+        cfg = tap_config(sb)
+        output = run_with_catalog(cfg, selected_catalog(cfg, {"order_lines"}))
+        assert orders_of(output) == []
+        assert_once(lines_of(output), source_lines(sb))
+
+
+def test_a_field_deselected_in_order_lines_stays_in_the_orders_lines() -> None:
+    with SandboxServer(SandboxConfig(seed=SEED, order_count=30, lines_per_order=(1, 3))) as sb:
+        cfg = tap_config(sb)
+        item = ["order_lines", "properties", "buyerLine", "properties", "item"]
+        catalog = selected_catalog(cfg, {"orders", "order_lines"}, deselect=[item])
+        output = run_with_catalog(cfg, catalog)
+        assert_once(lines_of(output), source_lines(sb))
+        assert all("item" not in line["buyerLine"] for line in output.stream_records("order_lines"))
+        assert all(
+            "item" in line["buyerLine"] for order in output.records for line in order["lines"]
+        )
