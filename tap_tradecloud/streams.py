@@ -78,7 +78,12 @@ class OrdersStream(TradecloudStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """The orders; once all are read, the next run owes ``order_lines`` nothing older."""
-        yield from super().get_records(context)
+        for record in super().get_records(context):
+            yield record
+            if not self.selected:  # synced for `order_lines` alone: the SDK would not bookmark
+                self.state_manager.increment_state(
+                    record, context=context, replication_key=t.cast("str", self.replication_key)
+                )
         del self.stream_state[LINES_FLOOR]
         self.state_manager.is_flushed = False  # so that the final STATE says so
 

@@ -211,19 +211,21 @@ def selected_catalog(cfg: dict, streams: set[str], deselect: list[list[str]] = (
     return catalog
 
 
-def run_with_catalog(cfg: dict, catalog: dict) -> RunOutput:
+def run_with_catalog(cfg: dict, catalog: dict, state: dict | None = None) -> RunOutput:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        TapTradecloud(config=cfg, catalog=catalog, parse_env_config=False).run()
+        TapTradecloud(config=cfg, catalog=catalog, state=state, parse_env_config=False).run()
     return RunOutput([json.loads(line) for line in out.getvalue().splitlines()])
 
 
 def test_order_lines_alone_is_selectable() -> None:
     with SandboxServer(SandboxConfig(seed=SEED, order_count=30, lines_per_order=(1, 3))) as sb:
         cfg = tap_config(sb)
-        output = run_with_catalog(cfg, selected_catalog(cfg, {"order_lines"}))
+        catalog = selected_catalog(cfg, {"order_lines"})
+        output = run_with_catalog(cfg, catalog)
         assert orders_of(output) == []
         assert_once(lines_of(output), source_lines(sb))
+        assert lines_of(run_with_catalog(cfg, catalog, output.final_state)) == []
 
 
 def test_a_field_deselected_in_order_lines_stays_in_the_orders_lines() -> None:
