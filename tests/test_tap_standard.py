@@ -12,7 +12,6 @@ from tap_tradecloud.tap import TapTradecloud
 from tests.tap_helpers import FakeTradecloud, config, make_order, ts
 
 
-
 def full_line(number: int, updated_at: str) -> dict[str, t.Any]:
     """A line with every top-level field, so each `order_lines` attribute test has data."""
     schedule = [{"position": "0001", "date": "2024-02-01", "quantity": 10, "status": "Open"}]
