@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import typing as t
 from importlib import resources
 
 import singer_sdk.singerlib as singer
-from singer_sdk import Stream
+from singer_sdk import Stream, metrics
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
@@ -23,6 +24,7 @@ from tap_tradecloud.timestamps import normalise
 
 if t.TYPE_CHECKING:
     from collections.abc import Generator, Iterable, Mapping
+    from types import TracebackType
 
     from singer_sdk import Tap
     from singer_sdk.helpers.types import Context
@@ -56,6 +58,37 @@ def _order_schema() -> dict[str, t.Any]:
     return t.cast("dict", json.loads(resources.files(schemas).joinpath("order.json").read_text()))
 
 
+class RunRecordCounter(metrics.Counter):
+    """A record count kept across the per-order syncs of a child stream.
+
+    The SDK's counter logs a METRIC line at the end of each sync, that is once per order here;
+    this one logs on its interval and once at the end of the run (:meth:`exit`).
+    """
+
+    def with_context(self, value: Context | None) -> None:
+        """Keep no order id: the count is the run's."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Count on: the next order's sync continues this count."""
+
+
+class UnloggedTimer(metrics.Timer):
+    """A sync timer that logs nothing (a per-order duration tells nobody anything)."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Log nothing."""
+
+
 class OrderLinesStream(Stream):
     """One record per line of each order the ``orders`` stream emits, if the line changed."""
 
@@ -74,11 +107,35 @@ class OrderLinesStream(Stream):
         self._orders = orders
         self._schema_written = False
         self._all_selected: bool | None = None
+        self._record_counter = RunRecordCounter(
+            metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: self.name}
+        )
 
     @property
     def emit_activate_version_messages(self) -> bool:
         """Never: each run sends only changed lines, so a version switch would delete the rest."""
         return False
+
+    def get_record_counter(
+        self, *, endpoint: str | None = None, log_interval: float = metrics.DEFAULT_LOG_INTERVAL
+    ) -> metrics.Counter:
+        """One count for the whole run (see :class:`RunRecordCounter`)."""
+        return self._record_counter
+
+    def get_sync_timer(self) -> metrics.Timer:
+        """No per-order timing (see :class:`UnloggedTimer`)."""
+        return UnloggedTimer(metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name})
+
+    def log_sync_costs(self) -> None:
+        """At the end of the run: log the run's record count, then the SDK's costs."""
+        self._record_counter.exit()
+        super().log_sync_costs()
+
+    def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
+        """The SDK's log, with its per-order "Beginning sync" line demoted to DEBUG."""
+        if message.startswith("Beginning sync"):
+            level = logging.DEBUG
+        super().log(message, *args, level=level, **kwargs)
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """The changed lines of the order the parent stream is emitting."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import time
 
 import pytest
@@ -239,3 +240,16 @@ def test_a_field_deselected_in_order_lines_stays_in_the_orders_lines() -> None:
         assert all(
             "item" in line["buyerLine"] for order in output.records for line in order["lines"]
         )
+
+
+def test_the_log_does_not_get_lines_per_order(caplog: pytest.LogCaptureFixture) -> None:
+    """The SDK logs a sync announcement and two METRIC lines for each child sync, that is
+    for each order: 60,000 log lines for 20,000 orders. One count for the run instead."""
+    caplog.set_level(logging.INFO)
+    with SandboxServer(SandboxConfig(seed=SEED, order_count=120, lines_per_order=(1, 3))) as sb:
+        output = run_tap(tap_config(sb))
+    about_lines = [r.getMessage() for r in caplog.records if "order_lines" in r.getMessage()]
+    assert len(about_lines) <= 3
+    counts = [m for m in about_lines if '"metric":"record_count"' in m]
+    assert len(counts) == 1
+    assert f'"value":{len(lines_of(output))}' in counts[0]
