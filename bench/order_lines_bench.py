@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -120,6 +121,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,000 orders, 1 round")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the sandbox is stopped and the work folder removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     orders, rounds = (1_000, 1) if args.quick else (20_000, 3)
     with tempfile.TemporaryDirectory(prefix="tap-tradecloud-bench-") as tmp:
         section = order_lines_cpu(Path(tmp), orders, rounds)
