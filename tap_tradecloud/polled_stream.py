@@ -77,6 +77,8 @@ class PolledStream(TradecloudStream):
             since = self._start_lookback(since, lookback)
         emitted = self.stream_state.get(EMITTED_AT_BOOKMARK) or {}
         seen = emitted.get("ids", []) if emitted.get("lastUpdatedAt") == since else []
+        #: Where this run's window starts, and the ids already emitted at that timestamp.
+        self.window_start: tuple[str, list[str]] = (since, seen)
         self._paginator = SlidingWindowPaginator(
             since=since,
             page_size=int(self.config.get("page_size", 100)),

@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import StreamSchema
 from singer_sdk.exceptions import FatalAPIError
 
+from tap_tradecloud.line_watermarks import LineWatermarks
 from tap_tradecloud.polled_stream import (
     EMITTED_AT_BOOKMARK,
     SORT_BY_LAST_UPDATED,
@@ -14,8 +15,18 @@ from tap_tradecloud.polled_stream import (
     after_filter,
 )
 from tap_tradecloud.schemas import SCHEMAS
+from tap_tradecloud.timestamps import EPOCH, normalise
 
-__all__ = ["EMITTED_AT_BOOKMARK", "OrdersStream", "ShipmentsStream"]
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_tradecloud.pagination import SlidingWindowPaginator
+
+__all__ = ["EMITTED_AT_BOOKMARK", "LINES_FLOOR", "OrdersStream", "ShipmentsStream"]
+
+#: State key present while a run is in progress (or was killed): where that run started
+#: reading, the oldest line change ``order_lines`` may still owe (see ``line_watermarks``).
+LINES_FLOOR = "lines_floor"
 
 
 class OrdersStream(PolledStream):
@@ -25,6 +36,13 @@ class OrdersStream(PolledStream):
     noun = "order"
     schema = StreamSchema(SCHEMAS, key="order")
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        """Start with no order in hand for the ``order_lines`` child."""
+        super().__init__(*args, **kwargs)
+        #: For the ``order_lines`` child: the order being emitted, and which lines are new.
+        self.current_order: dict | None = None
+        self.line_watermarks = LineWatermarks(EPOCH, {})
+
     @property
     def path(self) -> str:  # type: ignore[override]
         """The endpoint the ``polling_api`` setting picks."""
@@ -33,6 +51,34 @@ class OrdersStream(PolledStream):
     @property
     def _searches(self) -> bool:
         return self.config.get("polling_api", "poll") == "search"
+
+    def get_new_paginator(self) -> SlidingWindowPaginator:
+        """The polled window; also fixes which line changes ``order_lines`` owes this run."""
+        first_run = "replication_key_value" not in self.stream_state
+        bookmark = normalise(self.get_starting_replication_key_value(self.context) or EPOCH)
+        lines_floor = self.stream_state.get(LINES_FLOOR) or (EPOCH if first_run else bookmark)
+        paginator = super().get_new_paginator()
+        since, seen = self.window_start
+        recent = self._recent.emitted_versions() if self._recent else {}
+        self.line_watermarks = LineWatermarks.at_run_start(lines_floor, since, seen, recent)
+        self.stream_state[LINES_FLOOR] = self.line_watermarks.floor
+        return paginator
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """The orders; once all are read, the next run owes ``order_lines`` nothing older."""
+        for record in super().get_records(context):
+            yield record
+            if not self.selected:  # synced for `order_lines` alone: the SDK would not bookmark
+                self.state_manager.increment_state(
+                    record, context=context, replication_key=t.cast("str", self.replication_key)
+                )
+        del self.stream_state[LINES_FLOOR]
+        self.state_manager.is_flushed = False  # so that the final STATE says so
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        """Hand the order to ``order_lines``, which reads its lines from it."""
+        self.current_order = record
+        return {"order_id": record["id"]}
 
     def time_filter(self, since: str) -> dict[str, t.Any]:
         """``lastUpdatedAfter`` (poll, exclusive) or ``lastUpdatedSince`` (search, inclusive)."""

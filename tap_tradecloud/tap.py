@@ -16,6 +16,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_tradecloud.connection import TradecloudConnection
+from tap_tradecloud.order_lines import OrderLinesStream
 from tap_tradecloud.settings import exit_on_invalid_config, setting_errors
 from tap_tradecloud.streams import OrdersStream, ShipmentsStream
 
@@ -226,8 +227,13 @@ class TapTradecloud(Tap):
         return TradecloudConnection(self.config)
 
     def discover_streams(self) -> list[Stream]:
-        """``orders``, ``shipments``, and ``webhook_events`` when ``spool_dir`` is set."""
-        streams: list[Stream] = [OrdersStream(tap=self), ShipmentsStream(tap=self)]
+        """``orders``, its child ``order_lines``, ``shipments``; ``webhook_events`` with a spool."""
+        orders = OrdersStream(tap=self)
+        streams: list[Stream] = [
+            orders,
+            OrderLinesStream(tap=self, orders=orders),
+            ShipmentsStream(tap=self),
+        ]
         if self.config.get("spool_dir"):
             from tap_tradecloud.webhook_events import WebhookEventsStream  # noqa: PLC0415
 

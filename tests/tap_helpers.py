@@ -66,6 +66,36 @@ def make_shipment(index: int, updated_at: str, **extra: t.Any) -> dict:
     }
 
 
+def full_line(number: int, updated_at: str) -> dict[str, t.Any]:
+    """A line with every top-level field, so each `order_lines` attribute test has data."""
+    schedule = [{"position": "0001", "date": "2024-02-01", "quantity": 10, "status": "Open"}]
+    prices = {
+        "netPrice": {"priceInTransactionCurrency": {"value": 12.5, "currencyIso": "EUR"}},
+        "priceUnitQuantity": 1,
+    }
+    return {
+        "id": f"line-{number}",
+        "lineType": "Item",
+        "chargeReasonCode": None,
+        "buyerLine": {"position": f"{number:04d}", "item": {"number": "10001"}},
+        "supplierLine": {"salesOrderNumber": "SO1"},
+        "confirmedLine": {"deliverySchedule": schedule, "prices": prices},
+        "deliverySchedule": schedule,
+        "deliveryScheduleIncludingRequests": schedule,
+        "prices": prices,
+        "pricesIncludingRequests": prices,
+        "indicators": {"deliveryOverdue": False},
+        "status": {"processStatus": "Confirmed", "logisticsStatus": "Open"},
+        "eventDates": {"confirmedAt": updated_at},
+        "mergedItemDetails": {"countryOfOriginCodeIso2": "NL"},
+        "statusLine": {"scheduledDelivery": schedule[0]},
+        "scheduledDelivery": schedule[0],
+        "firstDeliveryDate": "2024-02-01",
+        "reason": "capacity",
+        "lastUpdatedAt": updated_at,
+    }
+
+
 def ts(second: int, millis: int = 0) -> str:
     """A canonical timestamp ``second`` seconds after 2024-01-01T00:00:00Z."""
     minutes, seconds = divmod(second, 60)
@@ -210,10 +240,12 @@ class RunOutput:
     @property
     def records(self) -> list[dict]:
         """RECORD payloads of the stream, in order."""
+        return self.stream_records(self.stream)
+
+    def stream_records(self, stream: str) -> list[dict]:
+        """RECORD payloads of ``stream``, in order."""
         return [
-            m["record"]
-            for m in self.messages
-            if m["type"] == "RECORD" and m["stream"] == self.stream
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
         ]
 
     @property
@@ -239,20 +271,25 @@ class RunOutput:
 
 
 def run_tap(cfg: dict[str, t.Any], state: dict | None = None, stream: str = "orders") -> RunOutput:
-    """Run the tap as the CLI does (sync, then log out), only ``stream`` selected."""
+    """Run the tap as the CLI does (sync, then log out), only ``stream`` and its children."""
     output, error = run_tap_failing(cfg, state, stream)
     if error is not None:
         raise error
     return output
 
 
+#: Child streams, selected with their parent as Meltano selects them by default.
+CHILDREN = {"orders": ("order_lines",)}
+
+
 def catalog_selecting(cfg: dict[str, t.Any], stream: str) -> dict:
-    """The tap's catalog with only ``stream`` selected."""
+    """The tap's catalog with only ``stream`` (and its child streams) selected."""
+    wanted = {stream, *CHILDREN.get(stream, ())}
     catalog = TapTradecloud(config=cfg, parse_env_config=False).catalog_dict
     for entry in catalog["streams"]:
         for metadata in entry["metadata"]:
             if metadata["breadcrumb"] == []:
-                metadata["metadata"]["selected"] = entry["tap_stream_id"] == stream
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] in wanted
     return catalog
 
 

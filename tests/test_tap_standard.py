@@ -9,9 +9,11 @@ import requests_mock
 from singer_sdk.testing import get_tap_test_class
 
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import FakeTradecloud, config, make_order, make_shipment, ts
+from tests.tap_helpers import FakeTradecloud, config, full_line, make_order, make_shipment, ts
 
-ORDERS = [make_order(i, ts(i // 2)) for i in range(60)]
+ORDERS = [
+    make_order(i, ts(i // 2), lines=[full_line(n, ts(i // 2)) for n in (1, 2)]) for i in range(60)
+]
 SHIPMENTS = [make_shipment(i, ts(i // 3)) for i in range(30)]
 
 _StandardTests = get_tap_test_class(TapTradecloud, config=config(), parse_env_config=False)
