@@ -33,11 +33,17 @@ class Sizes:
     receiver_events: int
     paced_seconds: float
     spool_events: tuple[int, int]
-    e2e_orders: int
+    e2e_orders: tuple[int, int]
+    e2e_rounds: tuple[int, int]
+    configuration_orders: int
+    configuration_rounds: int
 
 
-FULL = Sizes(20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000), 10_000)
-QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), 300)
+FULL = Sizes(
+    20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000),
+    (10_000, 50_000), (3, 2), 5_000, 2,
+)  # fmt: skip
+QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), (300, 600), (1, 1), 300, 1)
 
 
 def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Section]]]:
@@ -51,7 +57,12 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
         "3": lambda: [tap_bench.memory(workdir, sizes.memory_orders)],
         "4": lambda: [receiver_bench.receiver(workdir, sizes.receiver_events, sizes.paced_seconds)],
         "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],
-        "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders)],
+        "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders, sizes.e2e_rounds)],
+        "7": lambda: [
+            e2e_bench.configurations(
+                workdir, sizes.configuration_orders, sizes.configuration_rounds
+            )
+        ],
     }
 
 
