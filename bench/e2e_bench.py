@@ -22,6 +22,7 @@ import psutil
 import psycopg
 
 from bench.common import (
+    BIN,
     REPO,
     SANDBOX_PASSWORD,
     Measured,
@@ -379,7 +380,12 @@ def _catalog(workdir: Path, config: Path, lines_as_one_jsonb: bool) -> Path:
 
 
 def _tap_to_target(
-    workdir: Path, config: Path, catalog: Path, settings: dict[str, object], schema: str
+    workdir: Path,
+    config: Path,
+    catalog: Path,
+    settings: dict[str, object],
+    schema: str,
+    wrapper: tuple[str, ...] = (),
 ) -> tuple[float, float]:
     """Wall seconds of ``tap | target-postgres`` and the target's CPU seconds."""
     target_config = workdir / "target.json"
@@ -407,7 +413,7 @@ def _tap_to_target(
         )
     try:
         target = run_measured(
-            [str(PLUGIN_BIN["target"]), "--config", str(target_config)],
+            [*wrapper, str(PLUGIN_BIN["target"]), "--config", str(target_config)],
             stdin=tap.stdout,
             env=env,
             log=workdir / "target.log",
@@ -443,6 +449,10 @@ def configurations(workdir: Path, orders: int, rounds: int) -> Section:
                     loaded[name] = count_orders(schema)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
+        shipped = list(VARIANTS)[-1]
+        profile = ""
+        if orders / median(walls[shipped]) < THROTTLE_OFF_TARGET * CEILING:
+            profile = _profile_target(workdir, config, catalogs[True], VARIANTS[shipped][0])
     before = median(walls[next(iter(VARIANTS))])
     rows = [
         (
@@ -467,6 +477,7 @@ def configurations(workdir: Path, orders: int, rounds: int) -> Section:
         ],
         header=("configuration", "wall s", "orders/s", "speed-up", "target CPU s", "rows"),
         rows=rows,
+        profile=profile,
         targets=[
             Target(
                 f"{name}: every order loaded",
@@ -477,3 +488,56 @@ def configurations(workdir: Path, orders: int, rounds: int) -> Section:
             for name in VARIANTS
         ],
     )
+
+
+def _profile_target(workdir: Path, config: Path, catalog: Path, settings: dict[str, object]) -> str:
+    """Where target-postgres spends its time under the shipped settings (py-spy, all threads)."""
+    spy = BIN / "py-spy"
+    if not spy.exists():
+        return "py-spy is not installed (pip install -e '.[dev]'): no profile."
+    raw = workdir / "target-profile.txt"
+    wrapper = (str(spy), "record", "--rate", "100", "--format", "raw", "--output", str(raw), "--")
+    with scratch_schema("profile") as schema:
+        _tap_to_target(workdir, config, catalog, settings, schema, wrapper)
+    return summarise_stacks(raw.read_text())
+
+
+#: Stages of target-postgres, by a function on the stack (the first that matches counts).
+STAGES = (
+    ("loading: COPY rows into PostgreSQL (psycopg)", "_do_copy"),
+    ("loading: other SQL (temp table, upsert, schema checks)", "process_batch"),
+    ("reading: JSON decoding of the Singer messages", "deserialize_json"),
+    ("reading: record processing (metadata, timestamps, conformance)", "_process_record_message"),
+    ("reading: the rest of the message loop", "process_lines"),
+    ("start-up: imports", "_find_and_load"),
+)
+
+
+def summarise_stacks(collapsed: str) -> str:
+    """Shares of py-spy samples by stage, then the top functions by own samples."""
+    stages: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        stage = next((name for name, marker in STAGES if marker in stack), "other (idle threads)")
+        stages[stage] = stages.get(stage, 0) + count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples at 100 Hz over all threads of target-postgres", "", "by stage:"]
+    lines += [
+        f"  {count / total:6.1%}  {name}"
+        for name, count in sorted(stages.items(), key=lambda item: -item[1])
+    ]
+    lines += ["", "top functions by own samples:"]
+    lines += [
+        f"  {count / total:6.1%}  {name[:110]}"
+        for name, count in sorted(own.items(), key=lambda item: -item[1])[:15]
+    ]
+    return "\n".join(lines)
