@@ -29,6 +29,10 @@ class RecentOrders:
         newest = max(bookmark, self._memory["high_water"] or bookmark)
         return format_utc(parse_utc(newest) - self._lookback)
 
+    def emitted_versions(self) -> dict[str, str]:
+        """A copy of the memory: order id -> ``lastUpdatedAt`` of the version emitted."""
+        return dict(self._memory["orders"])
+
     def is_emitted(self, record: dict) -> bool:
         """Whether this version of the order was emitted before."""
         return bool(self._memory["orders"].get(record["id"]) == record["lastUpdatedAt"])

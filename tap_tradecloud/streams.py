@@ -10,6 +10,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud import schemas
 from tap_tradecloud.client import TradecloudStream, page_json
+from tap_tradecloud.line_watermarks import LineWatermarks
 from tap_tradecloud.lookback import RecentOrders
 from tap_tradecloud.pagination import SlidingWindowPaginator, WindowToken
 from tap_tradecloud.timestamps import EPOCH, normalise, one_ms_before
@@ -20,6 +21,9 @@ if t.TYPE_CHECKING:
 
 #: State key, beside the SDK's bookmark, listing the ids emitted at the bookmark's timestamp.
 EMITTED_AT_BOOKMARK = "emitted_at_bookmark"
+#: State key present while a run is in progress (or was killed): where that run started
+#: reading, the oldest line change ``order_lines`` may still owe (see ``line_watermarks``).
+LINES_FLOOR = "lines_floor"
 
 SCHEMAS = SchemaDirectory(resources.files(schemas))
 
@@ -42,6 +46,9 @@ class OrdersStream(TradecloudStream):
         self.STATE_MSG_FREQUENCY = int(self.config.get("page_size", 100))
         self._paginator: SlidingWindowPaginator | None = None
         self._recent: RecentOrders | None = None
+        #: For the ``order_lines`` child: the order being emitted, and which lines are new.
+        self.current_order: dict | None = None
+        self.line_watermarks = LineWatermarks(EPOCH, {})
 
     @property
     def path(self) -> str:  # type: ignore[override]
@@ -55,14 +62,30 @@ class OrdersStream(TradecloudStream):
     def get_new_paginator(self) -> SlidingWindowPaginator:
         """A window starting at the bookmark (or start_date), skipping ids emitted there."""
         since = normalise(self.get_starting_replication_key_value(self.context) or EPOCH)
+        first_run = "replication_key_value" not in self.stream_state
+        lines_floor = self.stream_state.get(LINES_FLOOR) or (EPOCH if first_run else since)
         if lookback := float(self.config.get("lookback_seconds", 0)):
             since = self._start_lookback(since, lookback)
         emitted = self.stream_state.get(EMITTED_AT_BOOKMARK) or {}
         seen = emitted.get("ids", []) if emitted.get("lastUpdatedAt") == since else []
+        recent = self._recent.emitted_versions() if self._recent else {}
+        self.line_watermarks = LineWatermarks.at_run_start(lines_floor, since, seen, recent)
+        self.stream_state[LINES_FLOOR] = self.line_watermarks.floor
         self._paginator = SlidingWindowPaginator(
             since=since, page_size=int(self.config.get("page_size", 100)), seen_at_since=seen
         )
         return self._paginator
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
+        """The orders; once all are read, the next run owes ``order_lines`` nothing older."""
+        for record in super().get_records(context):
+            yield record
+            if not self.selected:  # synced for `order_lines` alone: the SDK would not bookmark
+                self.state_manager.increment_state(
+                    record, context=context, replication_key=t.cast("str", self.replication_key)
+                )
+        del self.stream_state[LINES_FLOOR]
+        self.state_manager.is_flushed = False  # so that the final STATE says so
 
     def prepare_request_payload(
         self, context: Context | None, next_page_token: WindowToken | None
@@ -103,6 +126,11 @@ class OrdersStream(TradecloudStream):
                 "ids": [row["id"]],
             }
         return row
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        """Hand the order to ``order_lines``, which reads its lines from it."""
+        self.current_order = record
+        return {"order_id": record["id"]}
 
     def _start_lookback(self, start: str, lookback: float) -> str:
         """Re-read the last ``lookback`` seconds (never before start_date); skip what was sent.

@@ -15,6 +15,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_tradecloud.connection import TradecloudConnection
+from tap_tradecloud.order_lines import OrderLinesStream
 from tap_tradecloud.output import SingerOutput
 from tap_tradecloud.settings import setting_errors
 from tap_tradecloud.streams import OrdersStream
@@ -210,8 +211,9 @@ class TapTradecloud(Tap):
         return TradecloudConnection(self.config)
 
     def discover_streams(self) -> list[Stream]:
-        """The ``orders`` stream, and ``webhook_events`` when ``spool_dir`` is set."""
-        streams: list[Stream] = [OrdersStream(tap=self)]
+        """``orders``, its child ``order_lines``; ``webhook_events`` when ``spool_dir`` is set."""
+        orders = OrdersStream(tap=self)
+        streams: list[Stream] = [orders, OrderLinesStream(tap=self, orders=orders)]
         if self.config.get("spool_dir"):
             from tap_tradecloud.webhook_events import WebhookEventsStream  # noqa: PLC0415
 

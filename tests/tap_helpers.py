@@ -172,8 +172,14 @@ class RunOutput:
 
     @property
     def records(self) -> list[dict]:
-        """RECORD payloads, in order."""
-        return [m["record"] for m in self.messages if m["type"] == "RECORD"]
+        """RECORD payloads of the ``orders`` stream, in order."""
+        return self.stream_records("orders")
+
+    def stream_records(self, stream: str) -> list[dict]:
+        """RECORD payloads of ``stream``, in order."""
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     @property
     def keys(self) -> list[tuple[str, int]]:

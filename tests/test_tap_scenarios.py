@@ -204,7 +204,7 @@ def test_run_killed_after_page_3_resumes_from_its_last_state() -> None:
         committed = {
             (m["record"]["id"], m["record"]["version"])
             for m in killed.messages[:last_state_at]
-            if m["type"] == "RECORD"
+            if m["type"] == "RECORD" and m["stream"] == "orders"
         }
         assert len(committed) == 120  # STATE after every page_size records
 
@@ -254,7 +254,7 @@ def test_cli_killed_mid_run_resumes_from_its_last_state(tmp_path: Path) -> None:
             assert run.stdout is not None
             for line in run.stdout:
                 message = json.loads(line)
-                if message["type"] == "RECORD":
+                if message["type"] == "RECORD" and message["stream"] == "orders":
                     pending.append((message["record"]["id"], message["record"]["version"]))
                 elif message["type"] == "STATE" and pending:
                     committed.update(pending)
@@ -274,7 +274,7 @@ def test_cli_killed_mid_run_resumes_from_its_last_state(tmp_path: Path) -> None:
         records = [
             json.loads(line)["record"]
             for line in resumed.stdout.splitlines()
-            if json.loads(line)["type"] == "RECORD"
+            if json.loads(line)["type"] == "RECORD" and json.loads(line)["stream"] == "orders"
         ]
         keys = [(r["id"], r["version"]) for r in records]
         assert len(keys) == len(set(keys))

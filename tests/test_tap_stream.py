@@ -91,7 +91,7 @@ def test_state_is_emitted_at_least_every_page(fake: FakeTradecloud) -> None:
     assert len(output.records) == 230
     since_state = 0
     for message in output.messages:
-        if message["type"] == "RECORD":
+        if message["type"] == "RECORD" and message["stream"] == "orders":
             since_state += 1
             assert since_state <= 50
         elif message["type"] == "STATE":
@@ -174,12 +174,15 @@ def test_cli_about_discover_version_and_test(fake: FakeTradecloud, tmp_path: Pat
     assert "tap-tradecloud v" in version.stdout
     discover = runner.invoke(TapTradecloud.cli, ["--discover"])
     assert discover.exit_code == 0
-    (stream,) = json.loads(discover.stdout)["streams"]
-    assert (stream["tap_stream_id"], stream["replication_key"]) == ("orders", "lastUpdatedAt")
+    streams = {s["tap_stream_id"]: s for s in json.loads(discover.stdout)["streams"]}
+    assert sorted(streams) == ["order_lines", "orders"]
+    assert streams["orders"]["replication_key"] == "lastUpdatedAt"
+    assert streams["order_lines"]["key_properties"] == ["order_id", "id"]
     (tmp_path / "config.json").write_text(json.dumps(config()))
     test = runner.invoke(TapTradecloud.cli, ["--config", str(tmp_path / "config.json"), "--test"])
     assert test.exit_code == 0, test.output
-    assert sum('"type":"RECORD"' in line.replace(" ", "") for line in test.stdout.splitlines()) == 1
+    records = [json.loads(line) for line in test.stdout.splitlines() if '"RECORD"' in line]
+    assert [r["stream"] for r in records if r["stream"] == "orders"] == ["orders"]
     assert fake.logouts == 1
 
 
