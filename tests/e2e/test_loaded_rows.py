@@ -1,8 +1,9 @@
-"""Every column of every order in PostgreSQL equals the sandbox's order, under the shipped config.
+"""Every column of every order and order line in PostgreSQL equals the sandbox's, as shipped.
 
-The shipped target-postgres configuration turns record validation off, loads with COPY and stores
-``orders.lines`` as one jsonb value (meltano.yml). None of that may change a single value, also for
-text that COPY and array literals treat specially.
+The shipped configuration (meltano.yml) turns record validation off, loads with COPY, stores nested
+arrays as one jsonb value and loads each line once, in ``order_lines`` (``orders.lines`` is
+deselected). None of that may change a single value, also for text that COPY and array literals
+treat specially.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ AWKWARD_TEXT = [
     "unicode: Größe, 注文, emoji \U0001f69a, right-to-left \u05d0\u05d1",
 ]
 SDC_COLUMNS = "_sdc_"
+DESELECTED_ORDER_COLUMNS = {"lines"}  # meltano.yml: each line is a row of order_lines instead
+LINE_HEADER_KEYS = {
+    "order_id": ("id",),
+    "buyer_company_id": ("buyerOrder", "companyId"),
+    "supplier_company_id": ("supplierOrder", "companyId"),
+    "purchase_order_number": ("buyerOrder", "purchaseOrderNumber"),
+}
 
 
 @pytest.fixture
@@ -59,12 +67,32 @@ def as_json_values(value: Any) -> Any:
     return json.loads(json.dumps(value), parse_float=decimal.Decimal)
 
 
-def loaded_rows(schema: str) -> dict[str, dict[str, Any]]:
+def loaded_rows(schema: str, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table``, without the ``_sdc_*`` columns; jsonb numbers as Decimals."""
     with psycopg.connect(PG_DSN) as conn:
         set_json_loads(partial(json.loads, parse_float=decimal.Decimal), conn)
-        cursor = conn.execute(f'select * from "{schema}".orders')
+        cursor = conn.execute(f'select * from "{schema}".{table}')
         columns = [column.name for column in cursor.description or ()]
-        return {row[0]: dict(zip(columns, row, strict=True)) for row in cursor.fetchall()}
+        rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    return [{k: v for k, v in row.items() if not k.startswith(SDC_COLUMNS)} for row in rows]
+
+
+def assert_equal_columns(row: dict[str, Any], truth: dict[str, Any], what: object) -> None:
+    """Every field of ``truth`` has its column and value; columns it lacks are null."""
+    assert set(truth) <= set(row), (what, set(truth) - set(row))
+    for column, value in row.items():
+        expected = expected_value(column, truth[column]) if column in truth else None
+        assert value == expected, (what, column)
+
+
+def expected_line(order: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+    header = {}
+    for key, path in LINE_HEADER_KEYS.items():
+        value: Any = order
+        for step in path:
+            value = value[step]
+        header[key] = value
+    return {**line, **header}
 
 
 def expected_value(column: str, value: Any) -> Any:
@@ -84,13 +112,23 @@ def test_every_column_of_every_order_equals_the_sandbox(
         MeltanoProject(tmp_path, sb.api_url, spool_dir, warehouse.schema).run_pipeline()
         truth = {order["id"]: order for order in sb.orders()}
 
-    rows = loaded_rows(warehouse.schema)
-    assert set(rows) == set(truth)
+    orders_loaded = {row["id"]: row for row in loaded_rows(warehouse.schema, "orders")}
+    assert set(orders_loaded) == set(truth)
     for order_id, order in truth.items():
-        row = rows[order_id]
-        loaded = {key: value for key, value in row.items() if not key.startswith(SDC_COLUMNS)}
-        assert set(loaded) == set(order), order_id
-        for column, value in loaded.items():
-            assert value == expected_value(column, order[column]), (order_id, column)
-    awkward = [rows[order["id"]] for order in orders[: len(AWKWARD_TEXT)]]
+        expected = {k: v for k, v in order.items() if k not in DESELECTED_ORDER_COLUMNS}
+        assert_equal_columns(orders_loaded[order_id], expected, order_id)
+    lines_loaded = {
+        (row["order_id"], row["id"]): row for row in loaded_rows(warehouse.schema, "order_lines")
+    }
+    lines_truth = {
+        (order["id"], line["id"]): expected_line(order, line)
+        for order in truth.values()
+        for line in order["lines"]
+    }
+    assert set(lines_loaded) == set(lines_truth)
+    for key, line in lines_truth.items():
+        assert_equal_columns(lines_loaded[key], line, key)
+    awkward = [orders_loaded[order["id"]] for order in orders[: len(AWKWARD_TEXT)]]
     assert [row["buyerOrder"]["description"] for row in awkward] == AWKWARD_TEXT
+    first_lines = [lines_loaded[order["id"], order["lines"][0]["id"]] for order in orders[:4]]
+    assert [row["buyerLine"]["description"] for row in first_lines] == AWKWARD_TEXT
