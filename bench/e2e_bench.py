@@ -1,8 +1,8 @@
-"""Benchmarks 6 and 7: ``meltano run tap-tradecloud target-postgres`` as shipped, into PostgreSQL.
+"""Benchmarks 6 and 8: ``meltano run tap-tradecloud target-postgres`` as shipped, into PostgreSQL.
 
 6 times the shipped project (meltano.yml) at two sizes, with the tap's throttle off and at
 Tradecloud's 10 requests/s, against the same tap alone to /dev/null in the same run, and reads the
-peak memory of the tap and the target inside each pipeline. 7 compares target-postgres settings
+peak memory of the tap and the target inside each pipeline. 8 compares target-postgres settings
 and the shape of ``orders.lines`` with ``tap | target-postgres`` on one sandbox.
 """
 
@@ -336,7 +336,7 @@ def _pipeline_section(
     )
 
 
-# Benchmark 7: target-postgres settings and the shape of `lines`, tap | target-postgres.
+# Benchmark 8: target-postgres settings and the shape of `lines`, tap | target-postgres.
 
 VARIANTS: dict[str, tuple[dict[str, object], bool]] = {
     "before (validate, INSERT, lines jsonb[], 10,000 rows)": (
@@ -427,8 +427,8 @@ def _tap_to_target(
 
 
 def configurations(workdir: Path, orders: int, rounds: int) -> Section:
-    """Benchmark 7: the same orders through target-postgres under each configuration."""
-    title = f"7. target-postgres configurations: tap | target-postgres, {orders:,} orders"
+    """Benchmark 8: the same orders through target-postgres under each configuration."""
+    title = f"8. target-postgres configurations: tap | target-postgres, {orders:,} orders"
     if reason := available():
         return Section(title=title, notes=[f"SKIPPED: {reason}"])
     warm_bytecode()
