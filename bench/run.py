@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import signal
 import sys
@@ -78,10 +79,27 @@ def main() -> int:
         default=None,
         help="default: bench/RESULTS.md; none with --quick",
     )
+    parser.add_argument(
+        "--pipeline-orders",
+        default="",
+        help="benchmark 6's two sizes, e.g. 2000,10000 (default 10000,50000)",
+    )
+    parser.add_argument(
+        "--pipeline-rounds", default="", help="benchmark 6's rounds per size, e.g. 1,1"
+    )
+    parser.add_argument("--configuration-orders", type=int, default=0, help="benchmark 8's orders")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every started server is stopped and the work folder removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = QUICK if args.quick else FULL
+    if args.pipeline_orders:
+        small, large = (int(n) for n in args.pipeline_orders.split(","))
+        sizes = dataclasses.replace(sizes, e2e_orders=(small, large))
+    if args.pipeline_rounds:
+        small, large = (int(n) for n in args.pipeline_rounds.split(","))
+        sizes = dataclasses.replace(sizes, e2e_rounds=(small, large))
+    if args.configuration_orders:
+        sizes = dataclasses.replace(sizes, configuration_orders=args.configuration_orders)
     output = args.output or (None if args.quick else BENCH / "RESULTS.md")
     wanted = {n for n in args.only.split(",") if n}
     started = dt.datetime.now(dt.timezone.utc)
@@ -106,6 +124,13 @@ def main() -> int:
         "python bench/run.py"
         + (" --quick" if args.quick else "")
         + (f" --only {args.only}" if args.only else "")
+        + (f" --pipeline-orders {args.pipeline_orders}" if args.pipeline_orders else "")
+        + (f" --pipeline-rounds {args.pipeline_rounds}" if args.pipeline_rounds else "")
+        + (
+            f" --configuration-orders {args.configuration_orders}"
+            if args.configuration_orders
+            else ""
+        )
     )
     text = report.render(
         sections,
