@@ -47,6 +47,32 @@ def make_order(index: int, updated_at: str, version: int = 1, **extra: t.Any) ->
     }
 
 
+def full_line(number: int, updated_at: str) -> dict[str, t.Any]:
+    """A line with every top-level field, so each `order_lines` attribute test has data."""
+    schedule = [{"position": "0001", "date": "2024-02-01", "quantity": 10, "status": "Open"}]
+    prices = {
+        "netPrice": {"priceInTransactionCurrency": {"value": 12.5, "currencyIso": "EUR"}},
+        "priceUnitQuantity": 1,
+    }
+    return {
+        "id": f"line-{number}",
+        "lineType": "Item",
+        "chargeReasonCode": None,
+        "buyerLine": {"position": f"{number:04d}", "item": {"number": "10001"}},
+        "supplierLine": {"salesOrderNumber": "SO1"},
+        "confirmedLine": {"deliverySchedule": schedule, "prices": prices},
+        "deliverySchedule": schedule,
+        "deliveryScheduleIncludingRequests": schedule,
+        "prices": prices,
+        "pricesIncludingRequests": prices,
+        "indicators": {"deliveryOverdue": False},
+        "status": {"processStatus": "Confirmed", "logisticsStatus": "Open"},
+        "eventDates": {"confirmedAt": updated_at},
+        "mergedItemDetails": {"countryOfOriginCodeIso2": "NL"},
+        "lastUpdatedAt": updated_at,
+    }
+
+
 def ts(second: int, millis: int = 0) -> str:
     """A canonical timestamp ``second`` seconds after 2024-01-01T00:00:00Z."""
     minutes, seconds = divmod(second, 60)

@@ -9,34 +9,7 @@ import requests_mock
 from singer_sdk.testing import get_tap_test_class
 
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import FakeTradecloud, config, make_order, ts
-
-
-def full_line(number: int, updated_at: str) -> dict[str, t.Any]:
-    """A line with every top-level field, so each `order_lines` attribute test has data."""
-    schedule = [{"position": "0001", "date": "2024-02-01", "quantity": 10, "status": "Open"}]
-    prices = {
-        "netPrice": {"priceInTransactionCurrency": {"value": 12.5, "currencyIso": "EUR"}},
-        "priceUnitQuantity": 1,
-    }
-    return {
-        "id": f"line-{number}",
-        "lineType": "Item",
-        "chargeReasonCode": None,
-        "buyerLine": {"position": f"{number:04d}", "item": {"number": "10001"}},
-        "supplierLine": {"salesOrderNumber": "SO1"},
-        "confirmedLine": {"deliverySchedule": schedule, "prices": prices},
-        "deliverySchedule": schedule,
-        "deliveryScheduleIncludingRequests": schedule,
-        "prices": prices,
-        "pricesIncludingRequests": prices,
-        "indicators": {"deliveryOverdue": False},
-        "status": {"processStatus": "Confirmed", "logisticsStatus": "Open"},
-        "eventDates": {"confirmedAt": updated_at},
-        "mergedItemDetails": {"countryOfOriginCodeIso2": "NL"},
-        "lastUpdatedAt": updated_at,
-    }
-
+from tests.tap_helpers import FakeTradecloud, config, full_line, make_order, ts
 
 ORDERS = [
     make_order(i, ts(i // 2), lines=[full_line(n, ts(i // 2)) for n in (1, 2)]) for i in range(60)

@@ -14,13 +14,13 @@ from singer_sdk.testing import get_tap_test_class
 
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import FakeTradecloud, config, make_order, ts
+from tests.tap_helpers import FakeTradecloud, config, full_line, make_order, ts
 from tests.webhook_helpers import event_body
 
 # The SDK builds the test class (and its config) at import time; the class fixture fills and
 # removes the folder.
 SPOOL_DIR = Path(tempfile.gettempdir()) / f"tap-tradecloud-standard-spool-{os.getpid()}"
-ORDERS = [make_order(i, ts(i)) for i in range(5)]
+ORDERS = [make_order(i, ts(i), lines=[full_line(1, ts(i))]) for i in range(5)]
 RECEIVED = "2026-01-01T00:00:00.000Z"
 
 _StandardTests = get_tap_test_class(
