@@ -13,9 +13,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -49,13 +50,20 @@ def run_measured(
     env: dict[str, str] | None = None,
     timeout: float = 300.0,
     cwd: Path = REPO,
+    stdin: int | IO[bytes] | None = None,
+    on_start: Callable[[int], object] | None = None,
 ) -> Measured:
-    """Run ``cmd`` to completion; CPU time from its ``wait4`` rusage, peak RSS from VmHWM."""
+    """Run ``cmd`` to completion; CPU time from its ``wait4`` rusage, peak RSS from VmHWM.
+
+    ``on_start`` is called with the child's pid as soon as it runs.
+    """
     with contextlib.ExitStack() as stack:
         out = stdout if isinstance(stdout, int) else stack.enter_context(stdout.open("wb"))
         err = stack.enter_context(log.open("ab")) if log else subprocess.DEVNULL
         started = time.perf_counter()
-        process = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        process = subprocess.Popen(cmd, stdin=stdin, stdout=out, stderr=err, env=env, cwd=cwd)
+        if on_start is not None:
+            on_start(process.pid)
         deadline = started + timeout
         peak_kb = 0
         for poll in itertools.count():

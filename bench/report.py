@@ -103,7 +103,7 @@ def render(
         if section.profile:
             lines += [
                 "",
-                "Profile (cProfile, top entries by own time):",
+                "Profile (benchmarks 1-5: cProfile, top entries by own time; 8: py-spy):",
                 "",
                 "```",
                 section.profile,

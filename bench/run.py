@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import signal
 import sys
@@ -33,11 +34,17 @@ class Sizes:
     receiver_events: int
     paced_seconds: float
     spool_events: tuple[int, int]
-    e2e_orders: int
+    e2e_orders: tuple[int, int]
+    e2e_rounds: tuple[int, int]
+    configuration_orders: int
+    configuration_rounds: int
 
 
-FULL = Sizes(20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000), 10_000)
-QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), 300)
+FULL = Sizes(
+    20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000),
+    (10_000, 50_000), (2, 1), 2_000, 2,
+)  # fmt: skip
+QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), (300, 600), (1, 1), 300, 1)
 
 
 def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Section]]]:
@@ -51,7 +58,12 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
         "3": lambda: [tap_bench.memory(workdir, sizes.memory_orders)],
         "4": lambda: [receiver_bench.receiver(workdir, sizes.receiver_events, sizes.paced_seconds)],
         "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],
-        "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders)],
+        "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders, sizes.e2e_rounds)],
+        "8": lambda: [
+            e2e_bench.configurations(
+                workdir, sizes.configuration_orders, sizes.configuration_rounds
+            )
+        ],
     }
 
 
@@ -67,10 +79,27 @@ def main() -> int:
         default=None,
         help="default: bench/RESULTS.md; none with --quick",
     )
+    parser.add_argument(
+        "--pipeline-orders",
+        default="",
+        help="benchmark 6's two sizes, e.g. 2000,10000 (default 10000,50000)",
+    )
+    parser.add_argument(
+        "--pipeline-rounds", default="", help="benchmark 6's rounds per size, e.g. 1,1"
+    )
+    parser.add_argument("--configuration-orders", type=int, default=0, help="benchmark 8's orders")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so every started server is stopped and the work folder removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = QUICK if args.quick else FULL
+    if args.pipeline_orders:
+        small, large = (int(n) for n in args.pipeline_orders.split(","))
+        sizes = dataclasses.replace(sizes, e2e_orders=(small, large))
+    if args.pipeline_rounds:
+        small, large = (int(n) for n in args.pipeline_rounds.split(","))
+        sizes = dataclasses.replace(sizes, e2e_rounds=(small, large))
+    if args.configuration_orders:
+        sizes = dataclasses.replace(sizes, configuration_orders=args.configuration_orders)
     output = args.output or (None if args.quick else BENCH / "RESULTS.md")
     wanted = {n for n in args.only.split(",") if n}
     started = dt.datetime.now(dt.timezone.utc)
@@ -95,6 +124,13 @@ def main() -> int:
         "python bench/run.py"
         + (" --quick" if args.quick else "")
         + (f" --only {args.only}" if args.only else "")
+        + (f" --pipeline-orders {args.pipeline_orders}" if args.pipeline_orders else "")
+        + (f" --pipeline-rounds {args.pipeline_rounds}" if args.pipeline_rounds else "")
+        + (
+            f" --configuration-orders {args.configuration_orders}"
+            if args.configuration_orders
+            else ""
+        )
     )
     text = report.render(
         sections,

@@ -33,6 +33,11 @@ def setting_errors(config: Mapping[str, t.Any]) -> list[str]:
             parse_utc(str(start_date))
         except ValueError as error:
             errors.append(f"start_date: {error} (for example 2024-01-01T00:00:00Z).")
+    if config.get("batch_config"):
+        errors.append(
+            "batch_config is not supported: tap-tradecloud writes RECORD messages only "
+            "(see the README, 'Use with Meltano'). Remove batch_config from the tap's settings."
+        )
     for setting in ("username", "password"):
         if setting in config and not str(config[setting]).strip():
             errors.append(f"{setting} must not be empty.")

@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import sys
 import typing as t
 from functools import cached_property
 
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers._util import load_json
+from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_tradecloud.connection import TradecloudConnection
 from tap_tradecloud.order_lines import OrderLinesStream
+from tap_tradecloud.output import SingerOutput
 from tap_tradecloud.settings import exit_on_invalid_config, setting_errors
 from tap_tradecloud.streams import OrdersStream, ShipmentsStream
 
 if t.TYPE_CHECKING:
     from singer_sdk import Stream
-    from singer_sdk.singerlib.encoding.simple import Message
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
 PRODUCTION_API_URL = "https://api.tradecloud1.com/v2"
 PROCESS_STATUSES = ["Issued", "InProgress", "Confirmed", "Rejected", "Completed", "Cancelled"]
 LOGISTICS_STATUSES = ["Open", "Produced", "ReadyToShip", "Shipped", "Delivered", "Cancelled"]
-
-
-class SingerOutput(MsgSpecWriter):
-    """The SDK's msgspec writer, several times faster than its default simplejson one.
-
-    It also accepts a text-only stdout (``contextlib.redirect_stdout(io.StringIO())``), which
-    ``MsgSpecWriter`` itself cannot write to.
-    """
-
-    def write_message(self, message: Message) -> None:
-        """Write one message line to stdout."""
-        line = self.format_message(message)
-        buffer = getattr(sys.stdout, "buffer", None)
-        if buffer is None:
-            sys.stdout.write(line.decode())
-        else:
-            buffer.write(line)
-        sys.stdout.flush()
 
 
 class TapTradecloud(Tap):
@@ -52,6 +34,12 @@ class TapTradecloud(Tap):
 
     name = "tap-tradecloud"
     message_writer_class = SingerOutput
+    # Not BATCH: the SDK's batcher holds a whole batch of orders in memory (peak RSS grows with
+    # batch_size, 1.1 GiB at the default), and target-postgres loads batch files without the
+    # _sdc_* columns. Plain RECORD messages load as fast (README, "Use with Meltano").
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        capability for capability in Tap.capabilities if capability != PluginCapabilities.BATCH
+    ]
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -245,7 +233,15 @@ class TapTradecloud(Tap):
         try:
             self.sync_all()
         finally:
-            self.connection.close()
+            try:
+                self.output.close()  # every buffered message reaches the target
+            finally:
+                self.connection.close()
+
+    @property
+    def output(self) -> SingerOutput:
+        """The message writer (buffered; :meth:`run` closes it)."""
+        return t.cast("SingerOutput", self.message_writer)
 
     # Why `cb_test` and `invoke` copy the SDK's bodies (0.54.9, with its private `_ConfigInput`
     # and `load_json`): the session must be logged out after every run, and the hooks that wrap
@@ -265,7 +261,10 @@ class TapTradecloud(Tap):
             else:
                 tap.run_connection_test()
         finally:
-            tap.connection.close()
+            try:
+                tap.output.close()
+            finally:
+                tap.connection.close()
         ctx.exit()
 
     @classmethod

@@ -87,7 +87,7 @@ def test_plugin_definition_declares_every_setting_of_about(definition) -> None:
 def test_builtin_object_settings_are_objects() -> None:
     # Declared as objects, `meltano config set tap-tradecloud stream_maps '{...}'` stores JSON.
     declared = {s["name"]: s["kind"] for s in tap_definition_for_other_projects()["settings"]}
-    for name in ("stream_maps", "stream_map_config", "batch_config", "faker_config"):
+    for name in ("stream_maps", "stream_map_config", "faker_config"):
         assert declared[name] == "object", name
 
 
