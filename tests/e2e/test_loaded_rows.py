@@ -23,7 +23,6 @@ from psycopg.types.json import set_json_loads
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, generate_orders
 from tests.e2e.pipeline import PG_DSN, MeltanoProject, Warehouse
-from tests.e2e.test_pipeline import _pipeline_prerequisites  # noqa: F401  (autouse fixture)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
