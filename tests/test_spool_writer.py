@@ -92,7 +92,7 @@ def test_a_failed_write_leaves_nothing_behind(
     def fail(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
-    monkeypatch.setattr(spool.os, "fsync", fail)
+    monkeypatch.setattr(spool.local.os, "fsync", fail)
     with pytest.raises(OSError, match=os.strerror(error)):
         writer.write_event(event_body(), META)
     monkeypatch.undo()
@@ -108,7 +108,7 @@ def test_a_failed_rename_leaves_nothing_behind_and_no_gap(
     def fail(source: Path, target: Path) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(spool.os, "link", fail)
+    monkeypatch.setattr(spool.local.os, "link", fail)
     with pytest.raises(OSError, match="Input/output"):
         writer.write_event(b"{}", META)
     monkeypatch.undo()
