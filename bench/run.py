@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e_bench, receiver_bench, report, spool_bench, tap_bench
+from bench import e2e_bench, receiver_bench, report, s3_bench, spool_bench, tap_bench
 from bench.common import BENCH, Section
 
 
@@ -52,6 +52,7 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
         "4": lambda: [receiver_bench.receiver(workdir, sizes.receiver_events, sizes.paced_seconds)],
         "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],
         "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders)],
+        "7": lambda: [s3_bench.s3_spool(workdir, sizes.receiver_events, sizes.spool_events)],
     }
 
 
