@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-body-bytes",
         type=_positive_int,
         default=DEFAULT_MAX_BODY_BYTES,
-        help=f"Larger bodies get 413 (default {DEFAULT_MAX_BODY_BYTES}).",
+        help=(
+            f"Larger bodies get 413 and are lost (default {DEFAULT_MAX_BODY_BYTES}, 32 MiB; "
+            "a 500-line order event is about 1.2 MB)."
+        ),
     )
     parser.add_argument(
         "--tls-cert", type=Path, help="PEM certificate chain; serve HTTPS (TLS >= 1.2)."
