@@ -72,7 +72,8 @@ def _read_segments(
     store: Store, instance: str, firsts: list[int]
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield each segment's bytes in order (None when it is gone), fetching some ahead."""
-    keys = [key(instance, EVENTS_DIR, event_file_name(first)) for first in firsts]
+    folder = key(instance, EVENTS_DIR)
+    keys = [f"{folder}/{event_file_name(first)}" for first in firsts]
 
     def read(segment: str) -> bytes | None:
         try:
@@ -116,8 +117,8 @@ def iter_events(spool_dir: SpoolLocation, instance: str, after: int = 0) -> Iter
     for first, data in _read_segments(store, instance, _segments_from(store, instance, after)):
         if data is None:
             continue
-        where = key(instance, EVENTS_DIR, event_file_name(first))
-        for event in decode_segment(data, instance, first, str(store.location(where)), ""):
+        where = f"{instance}/{EVENTS_DIR}/{event_file_name(first)}"
+        for event in decode_segment(data, instance, first, f"{store}/{where}", ""):
             if event.sequence <= after:
                 continue
             if event.sequence > expected:
