@@ -154,7 +154,7 @@ class SpoolWriter:
         self.check_free_space()
         delivery = _Delivery(meta, body)
         with self._wake:
-            if self._closing or self._committer is None:
+            if self._closing or self._committer is None or not self._committer.is_alive():
                 msg = "The spool writer is closed."
                 raise SpoolError(msg)
             self._queue.append(delivery)
