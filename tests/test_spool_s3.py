@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -196,25 +195,3 @@ def test_with_the_store_down_the_receiver_answers_503_then_recovers(
     assert "after" in read
     assert "down" not in read  # nothing acknowledged, nothing stored
     assert len(read) == len(set(read))
-
-
-def test_concurrent_submits_on_a_local_folder_share_segments(tmp_path: Path) -> None:
-    """Group commit on the local backend: one file and one fsync for deliveries together."""
-    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
-        start = threading.Barrier(16)
-        results: list[int] = []
-
-        def deliver(n: int) -> None:
-            start.wait()
-            results.extend(writer.write_event(f'{{"n":{n}}}'.encode(), META) for _ in range(20))
-
-        threads = [threading.Thread(target=deliver, args=(n,)) for n in range(16)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-
-    segments = list((tmp_path / "r1" / "events").iterdir())
-    assert sorted(results) == list(range(1, 321))
-    assert len(segments) < 320
-    assert [e.sequence for e in spool.iter_events(tmp_path, "r1")] == list(range(1, 321))
