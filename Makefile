@@ -14,7 +14,7 @@ help:  ## List the commands
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --group dev -e .
 	touch $@
 
 $(MELTANO_VENV)/.installed:

@@ -18,11 +18,11 @@ from bench.common import (
     PYTHON,
     Section,
     Target,
-    free_port,
     stop_process,
     top_entries,
 )
 from tap_tradecloud import spool
+from tap_tradecloud.sandbox import free_port
 
 TOKEN = "bench-webhook-token"
 CONCURRENCY = 16

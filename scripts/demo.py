@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 import requests
+
+from tap_tradecloud.sandbox import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "demo-data"
@@ -38,12 +39,6 @@ SECOND_CHANGES = 5
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -124,6 +119,7 @@ def run_pipeline(env: dict[str, str], loader: str, label: str) -> None:
 # target-postgres keeps camelCase column names (quoted); target-duckdb lowercases them.
 SUMMARY_SQL = {
     "counts": "select 'orders', count(*) from tradecloud.orders "
+    "union all select 'shipments', count(*) from tradecloud.shipments "
     "union all select 'webhook_events', count(*) from tradecloud.webhook_events",
     "orders": "select id, version, {updated}, status from tradecloud.orders "
     "order by {updated} desc, id limit 5",

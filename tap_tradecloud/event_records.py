@@ -15,6 +15,7 @@ Each repair is reported through ``warn`` so that nothing changes silently.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import hashlib
 import json
@@ -32,7 +33,7 @@ from tap_tradecloud.webhook.events import (
     TXML,
     event_kind,
     is_xml,
-    json_depth,
+    too_deep,
 )
 
 SET_ASIDE = "set_aside"
@@ -40,7 +41,11 @@ UNPARSED = "unparsed"
 # PostgreSQL's numeric keeps up to 131072 digits before the point and 16383 after.
 NUMERIC_EXPONENT_LIMIT = 16000
 _UNEMITTABLE = re.compile("[\x00\ud800-\udfff]")
+# In a valid JSON body NUL and surrogates can only come as escapes: bodies without these
+# (nearly all) skip the walk through every string.
+_UNEMITTABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CANONICAL_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9._-]+)", re.IGNORECASE)
 
 Warn = Callable[[str], None]
@@ -54,7 +59,7 @@ def clean_text(text: str) -> str:
 
 
 def clean_json(value: Any) -> tuple[Any, bool]:
-    """Return ``value`` with every string cleaned and every number loadable; and if it changed.
+    """Return ``value`` with every string (and key) cleaned, and whether anything changed.
 
     Only called on values nested at most MAX_DEPTH deep, so recursion is safe.
     """
@@ -72,11 +77,6 @@ def clean_json(value: Any) -> tuple[Any, bool]:
     if isinstance(value, list):
         items = [clean_json(item) for item in value]
         return [item for item, _ in items], any(changed for _, changed in items)
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return None, True
-        if abs(value.adjusted()) > NUMERIC_EXPONENT_LIMIT:
-            return str(value), True
     return value, False
 
 
@@ -94,6 +94,9 @@ def readable_timestamp(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     try:
+        if _CANONICAL_UTC.fullmatch(value):  # the usual form: only check the date is real
+            dt.datetime.fromisoformat(value[:-1])
+            return value
         return format_utc(parse_utc(value))
     except (ValueError, OverflowError):
         return None
@@ -125,19 +128,40 @@ def _content(event: SpooledEvent, warn: Warn) -> _Content:
         return _Content(NOTIFICATION, {"orderId": clean_text(meta.order_id or "")}, None)
     if is_xml((meta.content_type or "").split(";")[0].strip().lower()):
         return _Content(TXML, None, _decode_text(event.body, meta.content_type))
+    numbers = _NumberRepairs()
     try:
         document = json.loads(
-            event.body, parse_float=decimal.Decimal, parse_constant=lambda _: None
+            event.body, parse_float=numbers.parse, parse_constant=numbers.not_finite
         )
     except (ValueError, RecursionError):
         document = None
-    if not isinstance(document, dict) or json_depth(document) > MAX_DEPTH:
+    if not isinstance(document, dict) or too_deep(event.body, document):
         warn(f"is no JSON object of at most {MAX_DEPTH} levels; emitting it as text")
         return _Content(UNPARSED, None, _decode_text(event.body, meta.content_type))
-    cleaned, changed = clean_json(document)
-    if changed:
-        warn("held NUL characters, lone surrogates or out-of-range numbers; emitting them repaired")
-    return _Content(event_kind(cleaned), cleaned, None)
+    if numbers.repaired:
+        warn("held numbers PostgreSQL cannot store (NaN, Infinity, huge exponents); repaired")
+    if b"\\u" in event.body and _UNEMITTABLE_ESCAPE.search(event.body):
+        document, changed = clean_json(document)
+        if changed:
+            warn("held NUL characters or lone surrogates; emitting them repaired")
+    return _Content(event_kind(document), document, None)
+
+
+class _NumberRepairs:
+    """JSON number hooks: exact decimals, and values PostgreSQL cannot store made loadable."""
+
+    def __init__(self) -> None:
+        self.repaired = False
+
+    def parse(self, text: str) -> decimal.Decimal | str:
+        value = decimal.Decimal(text)
+        if abs(value.adjusted()) > NUMERIC_EXPONENT_LIMIT:
+            self.repaired = True
+            return str(value)
+        return value
+
+    def not_finite(self, _: str) -> None:
+        self.repaired = True
 
 
 def _event_id(body: bytes, document: dict[str, Any] | None, payload: dict[str, Any]) -> str:

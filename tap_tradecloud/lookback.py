@@ -1,4 +1,4 @@
-"""Orders emitted within the lookback window, remembered in the stream state.
+"""Records (orders, shipments) emitted within the lookback window, kept in the stream state.
 
 Tradecloud's search index can make a change searchable some time after its ``lastUpdatedAt``.
 If such a change is older than the bookmark once it appears, a plain bookmark never sees it.
@@ -16,11 +16,14 @@ from tap_tradecloud.timestamps import format_utc, parse_utc
 STATE_KEY = "emitted_recently"
 
 
-class RecentOrders:
-    """The (id -> lastUpdatedAt) of orders emitted at or after ``high_water - lookback``."""
+class RecentRecords:
+    """The (id -> lastUpdatedAt) of records emitted at or after ``high_water - lookback``."""
 
     def __init__(self, stream_state: dict, lookback_seconds: float) -> None:
-        """Keep the memory inside ``stream_state`` (a live SDK state dict)."""
+        """Keep the memory inside ``stream_state`` (a live SDK state dict).
+
+        Its key ``orders`` predates shipments; it holds the ids of this stream's records.
+        """
         self._memory = stream_state.setdefault(STATE_KEY, {"high_water": None, "orders": {}})
         self._lookback = dt.timedelta(seconds=lookback_seconds)
 
@@ -30,18 +33,18 @@ class RecentOrders:
         return format_utc(parse_utc(newest) - self._lookback)
 
     def is_emitted(self, record: dict) -> bool:
-        """Whether this version of the order was emitted before."""
+        """Whether this version of the record was emitted before."""
         return bool(self._memory["orders"].get(record["id"]) == record["lastUpdatedAt"])
 
     def remember(self, record: dict) -> None:
-        """Note an emitted order version."""
+        """Note an emitted record version."""
         self._memory["orders"][record["id"]] = record["lastUpdatedAt"]
         high_water = self._memory["high_water"]
         if high_water is None or record["lastUpdatedAt"] > high_water:
             self._memory["high_water"] = record["lastUpdatedAt"]
 
     def forget_old(self) -> None:
-        """Drop orders older than the window (they are never read again)."""
+        """Drop records older than the window (they are never read again)."""
         if self._memory["high_water"] is None:
             return
         oldest = self.window_start(self._memory["high_water"])

@@ -1,12 +1,13 @@
 """The sliding-window paginator: the only place that knows how pages are asked for.
 
 Each request filters on ``lastUpdatedAt >= since`` (the *anchor*) and uses ``offset`` only to
-step over the orders already read at exactly the anchor timestamp. After every page the anchor
-moves to the last record's ``lastUpdatedAt``. This keeps offsets small (Tradecloud's search
-refuses ``offset + limit > 10000``) and survives orders that change while the tap is paging: a
-changed order leaves its old place and shows up again later with a newer timestamp.
+step over the records (orders, shipments) already read at exactly the anchor timestamp. After
+every page the anchor moves to the last record's ``lastUpdatedAt``. This keeps offsets small
+(Tradecloud's search refuses ``offset + limit > 10000``) and survives records that change while
+the tap is paging: a changed record leaves its old place and shows up again later with a newer
+timestamp.
 
-To notice an order that left the anchor group (which would shift the group's later offsets
+To notice a record that left the anchor group (which would shift the group's later offsets
 left and hide a record), every follow-up request starts one record early: the first record
 returned must be the last one read. If it is not, the group is read again from offset 0 and
 the ids already seen there are skipped.
@@ -32,7 +33,7 @@ MAX_GROUP_REREADS = 20
 
 
 class WindowToken(t.TypedDict):
-    """One page request: orders with ``lastUpdatedAt >= since``, from ``offset``, ``limit`` many."""
+    """One page: records with ``lastUpdatedAt >= since``, from ``offset``, ``limit`` many."""
 
     since: str
     offset: int
@@ -40,23 +41,35 @@ class WindowToken(t.TypedDict):
 
 
 class PagingError(RuntimeError):
-    """The result set cannot be paged without losing or repeating orders."""
+    """The result set cannot be paged without losing or repeating records."""
 
 
 class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
-    """Pages through orders sorted by (``lastUpdatedAt``, stable tiebreak).
+    """Pages through records sorted by (``lastUpdatedAt``, stable tiebreak).
 
     The stream hands every page to :meth:`take_page`, which returns the records not yet seen
     and decides the next token; the SDK then calls :meth:`advance`, which only reads that
     decision. Records must carry ``id`` and a normalised ``lastUpdatedAt``.
     """
 
-    def __init__(self, *, since: str, page_size: int, seen_at_since: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        since: str,
+        page_size: int,
+        seen_at_since: Sequence[str] = (),
+        noun: str = "order",
+        unsorted_advice: str = "report it to Tradecloud support",
+    ) -> None:
         """Start at ``since``; ``seen_at_since`` lists ids already emitted at that timestamp.
 
         The ids are assumed to be the first ones of their group, in order (as a previous run
         emitted them); if that no longer holds, the group is re-read and deduplicated.
+        ``noun`` names a record in messages; ``unsorted_advice`` says what to do when a page
+        comes back out of order.
         """
+        self._noun = noun
+        self._unsorted_advice = unsorted_advice
         self._page_size = page_size
         self._anchor = since
         self._seen: set[str] = set(seen_at_since)
@@ -101,9 +114,9 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         limit = min(self._page_size + overlap, MAX_PAGE_SIZE, RESULT_WINDOW - offset)
         if limit <= overlap:
             raise PagingError(
-                f"More than {RESULT_WINDOW - 2} orders share lastUpdatedAt {self._anchor}. "
-                f"Tradecloud's search serves at most {RESULT_WINDOW} results per query, so these "
-                "orders cannot all be read; the tap stops rather than skip any. Narrow the "
+                f"More than {RESULT_WINDOW - 2} {self._noun}s share lastUpdatedAt {self._anchor}. "
+                f"Tradecloud serves at most {RESULT_WINDOW} results per query, so these "
+                f"{self._noun}s cannot all be read; the tap stops rather than skip any. Narrow the "
                 "extraction (company_id, process_status, logistics_status) or ask Tradecloud "
                 "support to spread the timestamps."
             )
@@ -120,7 +133,8 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         self._rereads += 1
         if self._rereads > MAX_GROUP_REREADS:
             raise PagingError(
-                f"The orders sharing lastUpdatedAt {self._anchor} changed {MAX_GROUP_REREADS} "
+                f"The {self._noun}s sharing lastUpdatedAt {self._anchor} changed "
+                f"{MAX_GROUP_REREADS} "
                 "times while the tap was paging through them; run the tap again later."
             )
         self._start_pass()
@@ -132,9 +146,11 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
             self._anchor, self._seen, self._position, self._rereads = updated_at, set(), 0, 0
         elif updated_at < self._anchor and self._in_window:
             raise PagingError(
-                f"Tradecloud returned order {order_id} (lastUpdatedAt {updated_at}) after "
-                f"orders updated at {self._anchor}; results must be sorted by lastUpdatedAt "
-                "ascending."
+                f"Tradecloud answered out of lastUpdatedAt order: {self._noun} {order_id} "
+                f"(lastUpdatedAt {updated_at}) came after {self._noun}s updated at "
+                f"{self._anchor}. The tap pages on that order, so it stopped here: the bookmark "
+                "stays before this page and nothing is skipped (the next run reads the page "
+                f"again). If it happens again, {self._unsorted_advice}."
             )
         self._position += 1
         self._last = (order_id, updated_at)

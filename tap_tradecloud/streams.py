@@ -1,132 +1,62 @@
-"""The ``orders`` stream: every order once, in ``lastUpdatedAt`` order, run after run."""
+"""The polled streams: ``orders`` and ``shipments``, each record once, run after run."""
 
 from __future__ import annotations
 
 import typing as t
-from importlib import resources
 
-from singer_sdk import SchemaDirectory, StreamSchema
-from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk import StreamSchema
+from singer_sdk.exceptions import FatalAPIError
 
-from tap_tradecloud import schemas
-from tap_tradecloud.client import TradecloudStream, page_json
-from tap_tradecloud.lookback import RecentOrders
-from tap_tradecloud.pagination import SlidingWindowPaginator, WindowToken
-from tap_tradecloud.timestamps import EPOCH, normalise, one_ms_before
+from tap_tradecloud.polled_stream import (
+    EMITTED_AT_BOOKMARK,
+    SORT_BY_LAST_UPDATED,
+    PolledStream,
+    after_filter,
+)
+from tap_tradecloud.schemas import SCHEMAS
 
-if t.TYPE_CHECKING:
-    import requests
-    from singer_sdk.helpers.types import Context
-
-#: State key, beside the SDK's bookmark, listing the ids emitted at the bookmark's timestamp.
-EMITTED_AT_BOOKMARK = "emitted_at_bookmark"
-
-SCHEMAS = SchemaDirectory(resources.files(schemas))
+__all__ = ["EMITTED_AT_BOOKMARK", "OrdersStream", "ShipmentsStream"]
 
 
-class OrdersStream(TradecloudStream):
-    """Orders from ``POST /order-search/search`` or ``POST /order-search/poll``."""
+class OrdersStream(PolledStream):
+    """Orders from ``POST /order-search/poll`` (default) or ``POST /order-search/search``."""
 
     name = "orders"
-    primary_keys = ("id",)
-    replication_key = "lastUpdatedAt"
-    is_sorted = True
+    noun = "order"
     schema = StreamSchema(SCHEMAS, key="order")
-    # Records are JSON already; conforming only the top level keeps unknown nested fields
-    # and spares a walk over every order line.
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
-
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        """Emit STATE at least once per page of records."""
-        super().__init__(*args, **kwargs)
-        self.STATE_MSG_FREQUENCY = int(self.config.get("page_size", 100))
-        self._paginator: SlidingWindowPaginator | None = None
-        self._recent: RecentOrders | None = None
 
     @property
     def path(self) -> str:  # type: ignore[override]
         """The endpoint the ``polling_api`` setting picks."""
-        return "/order-search/poll" if self._polls else "/order-search/search"
+        return "/order-search/search" if self._searches else "/order-search/poll"
 
     @property
-    def _polls(self) -> bool:
-        return self.config.get("polling_api", "search") == "poll"
+    def _searches(self) -> bool:
+        return self.config.get("polling_api", "poll") == "search"
 
-    def get_new_paginator(self) -> SlidingWindowPaginator:
-        """A window starting at the bookmark (or start_date), skipping ids emitted there."""
-        since = normalise(self.get_starting_replication_key_value(self.context) or EPOCH)
-        if lookback := float(self.config.get("lookback_seconds", 0)):
-            since = self._start_lookback(since, lookback)
-        emitted = self.stream_state.get(EMITTED_AT_BOOKMARK) or {}
-        seen = emitted.get("ids", []) if emitted.get("lastUpdatedAt") == since else []
-        self._paginator = SlidingWindowPaginator(
-            since=since, page_size=int(self.config.get("page_size", 100)), seen_at_since=seen
-        )
-        return self._paginator
+    def time_filter(self, since: str) -> dict[str, t.Any]:
+        """``lastUpdatedAfter`` (poll, exclusive) or ``lastUpdatedSince`` (search, inclusive)."""
+        return {"lastUpdatedSince": since} if self._searches else after_filter(since)
 
-    def prepare_request_payload(
-        self, context: Context | None, next_page_token: WindowToken | None
-    ) -> dict[str, t.Any]:
-        """The search/poll body: filters, offset and limit of one window page."""
-        assert next_page_token is not None  # the paginator always has a token
-        return {
-            "filters": self._filters(next_page_token["since"]),
-            "offset": next_page_token["offset"],
-            "limit": next_page_token["limit"],
-        }
+    def sort(self) -> list[dict[str, str]] | None:
+        """Search documents a ``sort``: ask for ``lastUpdatedAt`` ascending explicitly.
 
-    def parse_response(self, response: requests.Response) -> list[dict]:
-        """The page's orders not emitted before, with ``lastUpdatedAt`` normalised."""
-        body = page_json(response)
-        records = body.get("data")
-        if records is None:
-            records = body.get("orders", [])  # early poll versions answered `orders`
-        for record in records:
-            record["lastUpdatedAt"] = normalise(record["lastUpdatedAt"])
-        assert self._paginator is not None  # set by get_new_paginator
-        fresh = self._paginator.take_page(records)
-        if self._recent is not None:
-            self._recent.forget_old()
-            fresh = [record for record in fresh if not self._recent.is_emitted(record)]
-        return fresh
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict:
-        """Remember the ids emitted at the newest timestamp, next to the bookmark."""
-        if self._recent is not None:
-            self._recent.remember(row)
-        emitted = self.stream_state.get(EMITTED_AT_BOOKMARK)
-        if emitted and emitted.get("lastUpdatedAt") == row["lastUpdatedAt"]:
-            emitted["ids"].append(row["id"])
-        else:
-            self.stream_state[EMITTED_AT_BOOKMARK] = {
-                "lastUpdatedAt": row["lastUpdatedAt"],
-                "ids": [row["id"]],
-            }
-        return row
-
-    def _start_lookback(self, start: str, lookback: float) -> str:
-        """Re-read the last ``lookback`` seconds (never before start_date); skip what was sent.
-
-        The SDK bookmark is lowered to the window start for this run, so that a change that
-        appears late (older than the old bookmark) passes the SDK's sort check.
+        Poll documents none, so its body carries none (an unknown key may be refused).
         """
-        self._recent = RecentOrders(self.stream_state, lookback)
-        if "replication_key_value" not in self.stream_state:
-            return start  # first run: start_date as given
-        since = self._recent.window_start(start)
-        if start_date := self.config.get("start_date"):
-            since = max(since, normalise(start_date))
-        self.stream_state["replication_key_value"] = min(
-            since, self.stream_state["replication_key_value"]
-        )
-        return since
+        return SORT_BY_LAST_UPDATED if self._searches else None
 
-    def _filters(self, since: str) -> dict[str, t.Any]:
+    def unsorted_advice(self) -> str:
+        """With poll, search is the alternative whose request names the sort."""
+        if self._searches:
+            return "report it to Tradecloud support"
+        return (
+            "set polling_api to search (its request asks for this sort explicitly) "
+            "and report it to Tradecloud support"
+        )
+
+    def filters(self) -> dict[str, t.Any]:
+        """Status filters and the company filter, as each endpoint spells them."""
         filters: dict[str, t.Any] = {}
-        if self._polls:
-            filters["lastUpdatedAfter"] = one_ms_before(since)  # exclusive: include `since`
-        else:
-            filters["lastUpdatedSince"] = since
         status = {
             key: self.config[setting]
             for key, setting in (
@@ -138,9 +68,42 @@ class OrdersStream(TradecloudStream):
         if status:
             filters["status"] = status
         if company_id := self.config.get("company_id"):
-            if self._polls:
-                filters["companyId"] = company_id
-            else:
+            if self._searches:
                 role = self.config.get("company_role", "buyer")
                 filters[f"{role}Order"] = {"companyId": [company_id]}
+            else:
+                filters["companyId"] = company_id
         return filters
+
+
+class ShipmentsStream(PolledStream):
+    """Shipments (despatch advices) from ``POST /shipment/poll``.
+
+    A shipment keeps its ``lastUpdatedAt`` in ``meta``; the record gets it at the top level as
+    well (normalised), because that is the replication key.
+    """
+
+    name = "shipments"
+    noun = "shipment"
+    path = "/shipment/poll"
+    schema = StreamSchema(SCHEMAS, key="shipment")
+
+    def updated_at(self, record: dict) -> str:
+        """``meta.lastUpdatedAt`` (documented), else a top-level ``lastUpdatedAt``."""
+        meta = record.get("meta") or {}
+        updated_at = meta.get("lastUpdatedAt") or record.get("lastUpdatedAt")
+        if not isinstance(updated_at, str):
+            raise FatalAPIError(
+                f"Tradecloud sent shipment {record.get('id')!r} without meta.lastUpdatedAt, "
+                "which the shipments stream pages and bookmarks on; nothing after it was "
+                "emitted. Report the shipment id to Tradecloud support, or deselect the "
+                "shipments stream until it is fixed."
+            )
+        return updated_at
+
+    def filters(self) -> dict[str, t.Any]:
+        """``buyerShipment.companyId``: the only company filter Tradecloud documents here."""
+        company_id = self.config.get("company_id")
+        if company_id and self.config.get("company_role", "buyer") == "buyer":
+            return {"buyerShipment": {"companyId": company_id}}
+        return {}

@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 from functools import cached_property
-from importlib import resources
 
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_tradecloud import event_records, schemas, spool
+from tap_tradecloud import event_records, spool
 from tap_tradecloud.client import TradecloudStream
+from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.webhook.events import NOTIFICATION
 
 if t.TYPE_CHECKING:
@@ -29,7 +29,6 @@ if t.TYPE_CHECKING:
 
     from singer_sdk.helpers.types import Context
 
-SCHEMAS = SchemaDirectory(resources.files(schemas))
 PARTITION_KEY = "receiver_instance"
 IDENTITY_KEY = "spool_partition_identity"
 

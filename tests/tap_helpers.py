@@ -42,7 +42,26 @@ def make_order(index: int, updated_at: str, version: int = 1, **extra: t.Any) ->
         "version": version,
         "eventDates": {},
         "meta": {"messageId": f"m{index}", "source": {"companyId": "buyer"}},
+        "reason": None,
+        "portalUrl": f"https://portal.tradecloud1.com/order/buyer-PO{index:05d}",
         "lastUpdatedAt": updated_at,
+        **extra,
+    }
+
+
+def make_shipment(index: int, updated_at: str, **extra: t.Any) -> dict:
+    """A minimal shipment: its ``lastUpdatedAt`` lives in ``meta``, as Tradecloud sends it."""
+    return {
+        "id": f"shipment-{index:05d}",
+        "identifiers": {"trackingNumber": f"T{index}"},
+        "transportMode": "Road transport",
+        "locations": {"departure": {"etdDate": updated_at[:10]}, "destinations": []},
+        "buyerShipment": {"companyId": "buyer"},
+        "supplierShipment": {"companyId": "supplier"},
+        "lines": [{"purchaseOrderNumber": f"PO{index:05d}", "meta": {"lastUpdatedAt": updated_at}}],
+        "loadCarriers": [],
+        "status": {"processStatus": "Issued"},
+        "meta": {"lastUpdatedAt": updated_at},
         **extra,
     }
 
@@ -59,6 +78,7 @@ class FakeTradecloud:
     """Tradecloud's auth and order-search endpoints over a list of orders."""
 
     orders: list[dict] = field(default_factory=list)
+    shipments: list[dict] = field(default_factory=list)
     token_ttl: float = 3600.0
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: set[str] = field(default_factory=set)
@@ -78,6 +98,7 @@ class FakeTradecloud:
         mock.post(f"{API}/authentication/logout", text=self._logout)
         mock.post(f"{API}/order-search/search", text=self._search)
         mock.post(f"{API}/order-search/poll", text=self._search)
+        mock.post(f"{API}/shipment/poll", text=self._poll_shipments)
 
     def _issue(self, context: t.Any) -> str:
         self.issued += 1
@@ -143,6 +164,21 @@ class FakeTradecloud:
         page = matches[offset : offset + limit]
         return json.dumps({"data": page, "total": len(matches)})
 
+    def _poll_shipments(self, request: t.Any, context: t.Any) -> str:
+        if not self._authorised(request):
+            context.status_code = 401
+            return "The supplied authentication is invalid"
+        body = request.json()
+        limit, offset = body.get("limit", 10), body.get("offset", 0)
+        after = body.get("filters", {}).get("lastUpdatedAfter", "")
+        matches = sorted(
+            (s for s in self.shipments if s["meta"]["lastUpdatedAt"] > after),
+            key=lambda s: (s["meta"]["lastUpdatedAt"], s["id"]),
+        )
+        page = matches[offset : offset + limit]
+        last = page[-1]["meta"]["lastUpdatedAt"] if page else after
+        return json.dumps({"data": page, "total": len(matches), "lastUpdatedAt": last})
+
     def update(self, order_id: str, updated_at: str) -> None:
         """Change an order: new version, new ``lastUpdatedAt``."""
         for order in self.orders:
@@ -166,19 +202,25 @@ def config(**overrides: t.Any) -> dict[str, t.Any]:
 
 @dataclass
 class RunOutput:
-    """The Singer messages of one tap run."""
+    """The Singer messages of one tap run, read for one stream (``orders`` unless told)."""
 
     messages: list[dict]
+    stream: str = "orders"
 
     @property
     def records(self) -> list[dict]:
-        """RECORD payloads, in order."""
-        return [m["record"] for m in self.messages if m["type"] == "RECORD"]
+        """RECORD payloads of the stream, in order."""
+        return [
+            m["record"]
+            for m in self.messages
+            if m["type"] == "RECORD" and m["stream"] == self.stream
+        ]
 
     @property
-    def keys(self) -> list[tuple[str, int]]:
-        """(id, version) of every record, in order."""
-        return [(r["id"], r["version"]) for r in self.records]
+    def keys(self) -> list[tuple[str, t.Any]]:
+        """(id, version) of every record, in order (a shipment's version: its lastUpdatedAt)."""
+        version = "version" if self.stream == "orders" else "lastUpdatedAt"
+        return [(r["id"], r[version]) for r in self.records]
 
     @property
     def states(self) -> list[dict]:
@@ -192,27 +234,39 @@ class RunOutput:
 
     @property
     def bookmark(self) -> dict:
-        """The final ``orders`` bookmark."""
-        return t.cast("dict", self.final_state["bookmarks"]["orders"])
+        """The stream's final bookmark."""
+        return t.cast("dict", self.final_state["bookmarks"][self.stream])
 
 
-def run_tap(cfg: dict[str, t.Any], state: dict | None = None) -> RunOutput:
-    """Run the tap as the CLI does (sync, then log out) and collect its Singer output."""
-    output, error = run_tap_failing(cfg, state)
+def run_tap(cfg: dict[str, t.Any], state: dict | None = None, stream: str = "orders") -> RunOutput:
+    """Run the tap as the CLI does (sync, then log out), only ``stream`` selected."""
+    output, error = run_tap_failing(cfg, state, stream)
     if error is not None:
         raise error
     return output
 
 
+def catalog_selecting(cfg: dict[str, t.Any], stream: str) -> dict:
+    """The tap's catalog with only ``stream`` selected."""
+    catalog = TapTradecloud(config=cfg, parse_env_config=False).catalog_dict
+    for entry in catalog["streams"]:
+        for metadata in entry["metadata"]:
+            if metadata["breadcrumb"] == []:
+                metadata["metadata"]["selected"] = entry["tap_stream_id"] == stream
+    return catalog
+
+
 def run_tap_failing(
-    cfg: dict[str, t.Any], state: dict | None = None
+    cfg: dict[str, t.Any], state: dict | None = None, stream: str = "orders"
 ) -> tuple[RunOutput, Exception | None]:
     """Like :func:`run_tap`, but return the error (if any) with the output written before it."""
     out = io.StringIO()
     error: Exception | None = None
+    catalog = catalog_selecting(cfg, stream)
     with contextlib.redirect_stdout(out):
         try:
-            TapTradecloud(config=cfg, state=state, parse_env_config=False).run()
+            TapTradecloud(config=cfg, state=state, catalog=catalog, parse_env_config=False).run()
         except Exception as exc:  # handed to the test
             error = exc
-    return RunOutput([json.loads(line) for line in out.getvalue().splitlines()]), error
+    messages = [json.loads(line) for line in out.getvalue().splitlines()]
+    return RunOutput(messages, stream), error

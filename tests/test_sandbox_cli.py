@@ -103,11 +103,13 @@ def test_it_answers_like_tradecloud_and_stops_on_sigterm(
 
 
 def test_faults_from_the_command_line() -> None:
-    process, api_url, _ = _start("--rate-limit", "1", "--no-retry-after", "--max-runtime", "30")
+    process, api_url, _ = _start(
+        "--rate-limit", "1", "--no-retry-after", "--max-limit", "1000", "--max-runtime", "30"
+    )
     try:
-        url = f"{api_url}/order-search/search"
+        url = f"{api_url}/order-search/poll"
         answers = [
-            requests.post(url, json={"limit": 1}, auth=(USERNAME, PASSWORD), timeout=TIMEOUT)
+            requests.post(url, json={"limit": 1000}, auth=(USERNAME, PASSWORD), timeout=TIMEOUT)
             for _ in range(2)
         ]
         assert [answer.status_code for answer in answers] == [200, 429]

@@ -158,9 +158,17 @@ def test_single_delivery_events() -> None:
         body = json.loads(receiver.received[0].body)
         line = body["singleDeliveryOrderEvent"]["lines"][0]
         assert "deliverySchedule" not in line
-        scheduled = line["statusLine"]["scheduledDelivery"]
-        assert set(scheduled) == {"date", "quantity"}
+        status_line = line["statusLine"]
+        assert set(status_line) == {
+            "scheduledDelivery",
+            "scheduledDeliveryInclRequests",
+            "prices",
+            "pricesInclRequests",
+        }
+        scheduled = status_line["scheduledDelivery"]
+        assert set(scheduled) == {"date", "quantity", "status"}
         assert scheduled["quantity"] > 0
+        assert status_line["prices"]["netPrice"]["priceInTransactionCurrency"]["value"] > 0
 
 
 def test_activity_mode_changes_orders_and_fires_webhooks_until_its_bound() -> None:

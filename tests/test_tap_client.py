@@ -32,14 +32,7 @@ from tests.tap_helpers import (
     ts,
 )
 
-SEARCH = f"{API}/order-search/search"
-
-
-@pytest.fixture
-def fake(requests_mock: rm.Mocker) -> FakeTradecloud:
-    server = FakeTradecloud(orders=[make_order(i, ts(i)) for i in range(5)])
-    server.install(requests_mock)
-    return server
+POLL = f"{API}/order-search/poll"
 
 
 @pytest.fixture
@@ -57,10 +50,10 @@ def paths(mock: rm.Mocker) -> list[str]:
 def test_login_bearer_and_logout(fake: FakeTradecloud, requests_mock: rm.Mocker) -> None:
     output = run_tap(config())
     assert len(output.records) == 5
-    login, search, logout = requests_mock.request_history
+    login, poll, logout = requests_mock.request_history
     assert (login.method, login.path) == ("GET", "/v2/authentication/login")
     assert login.headers["Authorization"] == BASIC
-    assert search.headers["Authorization"] == f"Bearer {fake.all_tokens[0]}"
+    assert poll.headers["Authorization"] == f"Bearer {fake.all_tokens[0]}"
     assert (logout.method, logout.path) == ("POST", "/v2/authentication/logout")
     assert logout.headers["Refresh-Token"] == "refresh-1"
     assert "Authorization" not in logout.headers
@@ -78,7 +71,7 @@ def test_expired_token_is_refreshed_and_request_resent_once(
     assert refresh.headers["Refresh-Token"] == "refresh-1"
     assert "Authorization" not in refresh.headers
     assert (fake.logins, fake.refreshes) == (1, 1)
-    assert paths(requests_mock).count("POST /v2/order-search/search") == 4  # 3 pages + 1 resend
+    assert paths(requests_mock).count("POST /v2/order-search/poll") == 4  # 3 pages + 1 resend
 
 
 def test_refused_refresh_falls_back_to_login(
@@ -121,7 +114,7 @@ def test_token_is_refreshed_shortly_before_it_expires(
         retry_policy=RetryPolicy(),
         timeout=5,
     )
-    request = requests.Request("POST", SEARCH).prepare()
+    request = requests.Request("POST", POLL).prepare()
     assert auth(request).headers["Authorization"] == f"Bearer {first}"
     clock[0] += 3600 - 61  # still more than a minute left: no refresh
     auth(request)
@@ -153,9 +146,9 @@ def test_basic_mode_sends_basic_on_every_request(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
     fake.orders = [make_order(i, ts(i)) for i in range(15)]
-    output = run_tap(config(auth_method="basic", page_size=10))
+    output = run_tap(config(auth_method="basic", polling_api="poll", page_size=10))
     assert len(output.records) == 15
-    assert paths(requests_mock) == ["POST /v2/order-search/search"] * 2
+    assert paths(requests_mock) == ["POST /v2/order-search/poll"] * 2
     assert all(r.headers["Authorization"] == BASIC for r in requests_mock.request_history)
 
 
@@ -164,7 +157,7 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 ) -> None:
     in_two_seconds = email.utils.formatdate(time.time() + 2, usegmt=True)
     requests_mock.post(
-        SEARCH,
+        POLL,
         [
             {"status_code": 429, "headers": {"Retry-After": "3"}, "text": "slow down"},
             {"status_code": 503, "headers": {"Retry-After": in_two_seconds}, "text": "busy"},
@@ -183,11 +176,11 @@ def test_retry_after_seconds_and_http_date_are_honoured(
 def test_retries_are_bounded(
     fake: FakeTradecloud, requests_mock: rm.Mocker, sleeps: list[float]
 ) -> None:
-    requests_mock.post(SEARCH, status_code=503, text="down for maintenance")
+    requests_mock.post(POLL, status_code=503, text="down for maintenance")
     _, error = run_tap_failing(config(max_retries=2))
     assert isinstance(error, RetriableAPIError)
     assert "503" in str(error)
-    assert paths(requests_mock).count("POST /v2/order-search/search") == 3
+    assert paths(requests_mock).count("POST /v2/order-search/poll") == 3
     assert len(sleeps) == 2
     assert fake.logouts == 1  # logged out although the run failed
 
@@ -196,7 +189,7 @@ def test_timeouts_and_dropped_connections_are_retried(
     fake: FakeTradecloud, requests_mock: rm.Mocker, sleeps: list[float]
 ) -> None:
     requests_mock.post(
-        SEARCH,
+        POLL,
         [
             {"exc": requests.exceptions.ConnectTimeout},
             {"exc": requests.exceptions.ConnectionError},
@@ -210,13 +203,13 @@ def test_timeouts_and_dropped_connections_are_retried(
 def test_400_shows_the_refused_body_and_the_answer(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
-    requests_mock.post(SEARCH, status_code=400, json={"message": "unknown filter"})
+    requests_mock.post(POLL, status_code=400, json={"message": "unknown filter"})
     _, error = run_tap_failing(config(process_status=["Issued"]))
     assert isinstance(error, FatalAPIError)
     message = str(error)
     assert '"processStatus": ["Issued"]' in message
     assert "unknown filter" in message
-    assert paths(requests_mock).count("POST /v2/order-search/search") == 1
+    assert paths(requests_mock).count("POST /v2/order-search/poll") == 1
 
 
 @pytest.mark.parametrize(
@@ -226,12 +219,12 @@ def test_400_shows_the_refused_body_and_the_answer(
 def test_other_client_errors_fail_at_once_with_advice(
     fake: FakeTradecloud, requests_mock: rm.Mocker, status: int, advice: str
 ) -> None:
-    requests_mock.post(SEARCH, status_code=status, text="no")
+    requests_mock.post(POLL, status_code=status, text="no")
     _, error = run_tap_failing(config())
     assert isinstance(error, FatalAPIError)
     assert advice in str(error)
     expected_calls = 2 if status == 401 else 1  # a 401 is retried once with a renewed token
-    assert paths(requests_mock).count("POST /v2/order-search/search") == expected_calls
+    assert paths(requests_mock).count("POST /v2/order-search/poll") == expected_calls
 
 
 def test_no_secret_in_logs_or_errors(
@@ -244,7 +237,7 @@ def test_no_secret_in_logs_or_errors(
     fake.on_search = lambda n: fake.access_tokens.clear() if n == 2 else None
     caplog.set_level(logging.DEBUG)
     run_tap(config(page_size=10))
-    requests_mock.post(SEARCH, status_code=401, text="The supplied authentication is invalid")
+    requests_mock.post(POLL, status_code=401, text="The supplied authentication is invalid")
     _, error = run_tap_failing(config())
     texts = [caplog.text, str(error)]
     secrets = [PASSWORD, BASIC.split()[1], *fake.all_tokens]
@@ -304,7 +297,7 @@ def test_throttle_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_non_json_answer_names_the_likely_cause(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
-    requests_mock.post(SEARCH, text="<html>Welcome to nginx</html>")
+    requests_mock.post(POLL, text="<html>Welcome to nginx</html>")
     _, error = run_tap_failing(config())
     assert isinstance(error, FatalAPIError)
     assert "not JSON" in str(error)

@@ -82,7 +82,7 @@ def test_never_asks_past_the_result_window() -> None:
 
 def test_unsorted_answer_is_refused() -> None:
     paginator = SlidingWindowPaginator(since=T1, page_size=2)
-    with pytest.raises(PagingError, match="sorted by lastUpdatedAt"):
+    with pytest.raises(PagingError, match="out of lastUpdatedAt order"):
         paginator.take_page([rec("a", T1), rec("b", T0)])
 
 

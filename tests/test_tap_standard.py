@@ -9,9 +9,10 @@ import requests_mock
 from singer_sdk.testing import get_tap_test_class
 
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import FakeTradecloud, config, make_order, ts
+from tests.tap_helpers import FakeTradecloud, config, make_order, make_shipment, ts
 
 ORDERS = [make_order(i, ts(i // 2)) for i in range(60)]
+SHIPMENTS = [make_shipment(i, ts(i // 3)) for i in range(30)]
 
 _StandardTests = get_tap_test_class(TapTradecloud, config=config(), parse_env_config=False)
 
@@ -23,5 +24,7 @@ class TestTapTradecloudStandard(_StandardTests):  # type: ignore[misc,valid-type
     @classmethod
     def resource(cls) -> t.Iterator[requests_mock.Mocker]:
         with requests_mock.Mocker() as mock:
-            FakeTradecloud(orders=[dict(o) for o in ORDERS]).install(mock)
+            FakeTradecloud(
+                orders=[dict(o) for o in ORDERS], shipments=[dict(s) for s in SHIPMENTS]
+            ).install(mock)
             yield mock

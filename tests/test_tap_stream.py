@@ -11,28 +11,31 @@ from click.testing import CliRunner
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import API, FakeTradecloud, config, make_order, run_tap, ts
+from tests.tap_helpers import (
+    API,
+    FakeTradecloud,
+    config,
+    make_order,
+    make_shipment,
+    run_tap,
+    run_tap_failing,
+    ts,
+)
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-
-@pytest.fixture
-def fake(requests_mock: rm.Mocker) -> FakeTradecloud:
-    server = FakeTradecloud(orders=[make_order(i, ts(i)) for i in range(5)])
-    server.install(requests_mock)
-    return server
 
 
 def search_bodies(mock: rm.Mocker) -> list[dict]:
     return [r.json() for r in mock.request_history if "/order-search/" in r.path]
 
 
-def test_search_body_carries_status_and_company_filters(
+def test_search_body_carries_status_and_company_filters_and_asks_for_the_sort(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
     run_tap(
         config(
+            polling_api="search",
             process_status=["Issued", "Confirmed"],
             logistics_status=["Open"],
             company_id="c-1",
@@ -47,18 +50,17 @@ def test_search_body_carries_status_and_company_filters(
                 "status": {"processStatus": ["Issued", "Confirmed"], "logisticsStatus": ["Open"]},
                 "supplierOrder": {"companyId": ["c-1"]},
             },
+            "sort": [{"field": "lastUpdatedAt", "order": "asc"}],
             "offset": 0,
             "limit": 20,
         }
     ]
 
 
-def test_poll_body_uses_the_exclusive_filter_one_ms_early(
+def test_poll_is_the_default_with_the_exclusive_filter_one_ms_early_and_no_sort(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
-    output = run_tap(
-        config(polling_api="poll", company_id="c-1", start_date="2024-01-01T01:00:00+01:00")
-    )
+    output = run_tap(config(company_id="c-1", start_date="2024-01-01T01:00:00+01:00"))
     assert len(output.records) == 5
     assert [r.path for r in requests_mock.request_history][1] == "/v2/order-search/poll"
     assert search_bodies(requests_mock) == [
@@ -76,7 +78,7 @@ def test_records_are_normalised_and_keep_unknown_fields(requests_mock: rm.Mocker
     order["lines"][0]["lineFieldAddedLater"] = [1, 2]
     server = FakeTradecloud()
     server.install(requests_mock)
-    requests_mock.post(f"{API}/order-search/search", json={"data": [order], "total": 1})
+    requests_mock.post(f"{API}/order-search/poll", json={"data": [order], "total": 1})
     (record,) = run_tap(config()).records
     assert record["lastUpdatedAt"] == "2024-01-01T00:00:00.500Z"
     assert record["newTopLevel"] == "kept"
@@ -153,6 +155,7 @@ def test_state_from_a_file_keeps_the_emitted_ids(
         ({"polling_api": "stream"}, "polling_api"),
         ({"company_role": "both"}, "company_role"),
         ({"password": ""}, "password"),
+        ({"auth_method": "basic", "polling_api": "search"}, "polling_api=poll"),
     ],
 )
 def test_bad_setting_fails_before_any_request_naming_it(
@@ -174,8 +177,11 @@ def test_cli_about_discover_version_and_test(fake: FakeTradecloud, tmp_path: Pat
     assert "tap-tradecloud v" in version.stdout
     discover = runner.invoke(TapTradecloud.cli, ["--discover"])
     assert discover.exit_code == 0
-    (stream,) = json.loads(discover.stdout)["streams"]
-    assert (stream["tap_stream_id"], stream["replication_key"]) == ("orders", "lastUpdatedAt")
+    streams = json.loads(discover.stdout)["streams"]
+    assert [(s["tap_stream_id"], s["replication_key"]) for s in streams] == [
+        ("orders", "lastUpdatedAt"),
+        ("shipments", "lastUpdatedAt"),
+    ]
     (tmp_path / "config.json").write_text(json.dumps(config()))
     test = runner.invoke(TapTradecloud.cli, ["--config", str(tmp_path / "config.json"), "--test"])
     assert test.exit_code == 0, test.output
@@ -213,7 +219,7 @@ def test_lookback_rereads_the_window_and_sends_only_unseen_versions(
     }
     output = run_tap(config(lookback_seconds=10), state=state)
     assert output.keys == [(late["id"], 1)]
-    assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedSince": ts(90)}
+    assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedAfter": ts(89, 999)}
     memory = output.bookmark["emitted_recently"]
     assert memory["high_water"] == ts(100)
     assert set(memory["orders"]) == {o["id"] for o in fake.orders if o["lastUpdatedAt"] >= ts(90)}
@@ -222,10 +228,11 @@ def test_lookback_rereads_the_window_and_sends_only_unseen_versions(
 def test_lookback_never_reads_before_start_date(
     fake: FakeTradecloud, requests_mock: rm.Mocker
 ) -> None:
-    first = run_tap(config(lookback_seconds=3600))
+    cfg = config(lookback_seconds=3600, polling_api="search")
+    first = run_tap(cfg)
     assert len(first.records) == 5
     assert search_bodies(requests_mock)[0]["filters"] == {"lastUpdatedSince": ts(0)}
-    assert run_tap(config(lookback_seconds=3600), state=first.final_state).records == []
+    assert run_tap(cfg, state=first.final_state).records == []
     assert search_bodies(requests_mock)[1]["filters"] == {"lastUpdatedSince": ts(0)}
 
 
@@ -234,3 +241,83 @@ def test_all_streams_share_one_session_and_one_authenticator(tmp_path: Path) -> 
     orders, events = tap.streams["orders"], tap.streams["webhook_events"]
     assert orders.authenticator is events.authenticator  # type: ignore[attr-defined]
     assert orders.requests_session is events.requests_session  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("polling_api", "advice"),
+    [("poll", "set polling_api to search"), ("search", "report it to Tradecloud support")],
+)
+def test_a_page_out_of_order_stops_the_run_with_the_bookmark_before_it(
+    fake: FakeTradecloud, requests_mock: rm.Mocker, polling_api: str, advice: str
+) -> None:
+    first_page = [make_order(i, ts(i)) for i in range(10)]
+    unsorted_page = [make_order(10, ts(20)), make_order(11, ts(15)), make_order(12, ts(30))]
+    path = "search" if polling_api == "search" else "poll"
+    requests_mock.post(
+        f"{API}/order-search/{path}",
+        [{"json": {"data": first_page, "total": 13}}, {"json": {"data": unsorted_page}}],
+    )
+    output, error = run_tap_failing(config(polling_api=polling_api, page_size=10))
+    assert error is not None
+    message = str(error)
+    assert "out of lastUpdatedAt order" in message
+    assert f"order buyer-PO00011 (lastUpdatedAt {ts(15)}) came after orders updated at" in message
+    assert "the bookmark stays before this page" in message
+    assert advice in message
+    assert [r["id"] for r in output.records] == [o["id"] for o in first_page]
+    assert output.bookmark["replication_key_value"] == ts(9)  # not past the unsorted page
+
+
+def test_shipments_poll_with_the_buyer_company_filter_and_lift_last_updated_at(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    fake.shipments = [make_shipment(i, f"2024-01-01T01:00:0{i}.5+01:00") for i in range(3)]
+    output = run_tap(config(company_id="c-1"), stream="shipments")
+    assert [r["lastUpdatedAt"] for r in output.records] == [ts(i, 500) for i in range(3)]
+    assert output.records[0]["meta"]["lastUpdatedAt"] == "2024-01-01T01:00:00.5+01:00"
+    assert output.bookmark["replication_key_value"] == ts(2, 500)
+    bodies = [r.json() for r in requests_mock.request_history if r.path == "/v2/shipment/poll"]
+    assert bodies == [
+        {
+            "filters": {
+                "lastUpdatedAfter": "2023-12-31T23:59:59.999Z",
+                "buyerShipment": {"companyId": "c-1"},
+            },
+            "offset": 0,
+            "limit": 100,
+        }
+    ]
+    again = run_tap(config(company_id="c-1"), state=output.final_state, stream="shipments")
+    assert again.records == []
+
+
+def test_shipments_of_a_supplier_are_read_unfiltered(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    fake.shipments = [make_shipment(1, ts(1))]
+    run_tap(config(company_id="c-1", company_role="supplier"), stream="shipments")
+    (body,) = [r.json() for r in requests_mock.request_history if r.path == "/v2/shipment/poll"]
+    assert body["filters"] == {"lastUpdatedAfter": "2023-12-31T23:59:59.999Z"}
+
+
+def test_a_shipment_without_last_updated_at_stops_with_a_clear_error(
+    fake: FakeTradecloud, requests_mock: rm.Mocker
+) -> None:
+    broken = make_shipment(2, ts(2))
+    del broken["meta"]["lastUpdatedAt"]
+    page = {"data": [make_shipment(1, ts(1)), broken], "total": 2}
+    requests_mock.post(f"{API}/shipment/poll", json=page)
+    output, error = run_tap_failing(config(), stream="shipments")
+    assert error is not None
+    assert "shipment 'shipment-00002' without meta.lastUpdatedAt" in str(error)
+    assert output.records == []
+
+
+def test_a_bookmark_written_by_search_is_read_by_poll(fake: FakeTradecloud) -> None:
+    fake.orders = [make_order(i, ts(i // 3)) for i in range(30)]
+    first = run_tap(config(polling_api="search", page_size=10))
+    assert len(first.records) == 30
+    assert run_tap(config(), state=first.final_state).records == []
+    fake.update(fake.orders[4]["id"], ts(50))
+    (changed,) = run_tap(config(), state=first.final_state).records
+    assert (changed["id"], changed["version"]) == (fake.orders[4]["id"], 2)

@@ -14,13 +14,14 @@ from singer_sdk.testing import get_tap_test_class
 
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
-from tests.tap_helpers import FakeTradecloud, config, make_order, ts
+from tests.tap_helpers import FakeTradecloud, config, make_order, make_shipment, ts
 from tests.webhook_helpers import event_body
 
 # The SDK builds the test class (and its config) at import time; the class fixture fills and
 # removes the folder.
 SPOOL_DIR = Path(tempfile.gettempdir()) / f"tap-tradecloud-standard-spool-{os.getpid()}"
 ORDERS = [make_order(i, ts(i)) for i in range(5)]
+SHIPMENTS = [make_shipment(i, ts(i)) for i in range(3)]
 RECEIVED = "2026-01-01T00:00:00.000Z"
 
 _StandardTests = get_tap_test_class(
@@ -50,6 +51,8 @@ class TestTapTradecloudWithSpool(_StandardTests):  # type: ignore[misc,valid-typ
         shutil.rmtree(SPOOL_DIR, ignore_errors=True)
         fill_spool()
         with requests_mock.Mocker() as mock:
-            FakeTradecloud(orders=[dict(o) for o in ORDERS]).install(mock)
+            FakeTradecloud(
+                orders=[dict(o) for o in ORDERS], shipments=[dict(s) for s in SHIPMENTS]
+            ).install(mock)
             yield mock
         shutil.rmtree(SPOOL_DIR, ignore_errors=True)

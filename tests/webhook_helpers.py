@@ -8,7 +8,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 import requests
 from aiohttp import web
 
+from tap_tradecloud.sandbox import free_port
 from tap_tradecloud.spool import SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
 from tap_tradecloud.webhook.app import DEFAULT_MAX_BODY_BYTES, ReceiverConfig, create_app
@@ -70,13 +70,6 @@ def small_tmpfs(mount_point: Path, size: str = "256k") -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=False)
-
-
-def free_port() -> int:
-    """Return a TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spool_files(spool_dir: Path, instance: str, folder: str) -> list[str]:
@@ -203,6 +196,7 @@ def config(spool_dir: Path, **overrides: Any) -> dict[str, Any]:
         "username": "integration@example.com",
         "password": "tap-password",
         "auth_method": "basic",
+        "polling_api": "poll",
         "api_url": API_URL,
         "spool_dir": str(spool_dir),
         "fetch_orders_for_notifications": False,

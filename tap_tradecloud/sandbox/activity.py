@@ -1,5 +1,8 @@
-"""Orders changing over time: line status moves, buyer updates and documents, as Tradecloud
-users make them, each producing the webhook event Tradecloud would send for it."""
+"""Orders changing over time, as Tradecloud users change them.
+
+Line status moves, buyer updates and documents, each producing the webhook event Tradecloud
+would send for it.
+"""
 
 from __future__ import annotations
 
@@ -127,18 +130,27 @@ class OrderChanger:
         order["meta"] = self.factory.meta(now_ms, order["buyerOrder"]["companyId"])
 
     def new_order(self, number: int, now_ms: int) -> OrderChange:
+        """A brand-new order, issued by the buyer at ``now_ms``."""
         order = self.factory.order(number, now_ms, fresh=True)
         event_lines = tuple(line["id"] for line in order["lines"])
         return OrderChange(order, "OrderIssuedByBuyer", event_lines)
 
 
 def _single_delivery(line: Line) -> Line:
-    """A line as the single-delivery format shows it: ``statusLine.scheduledDelivery`` in place
-    of ``deliverySchedule``."""
-    single = {key: value for key, value in line.items() if key != "deliverySchedule"}
+    """A line as the single-delivery format shows it.
+
+    ``statusLine`` takes the place of the delivery schedule and prices (one delivery per line).
+    """
+    moved = ("deliverySchedule", "deliveryScheduleIncludingRequests")
+    single = {key: value for key, value in line.items() if key not in moved}
     first = line["deliverySchedule"][0] if line["deliverySchedule"] else {}
-    scheduled = {"date": first.get("date"), "quantity": first.get("quantity")}
-    single["statusLine"] = {"scheduledDelivery": scheduled}
+    scheduled = {key: first[key] for key in ("date", "quantity", "status") if key in first}
+    single["statusLine"] = {
+        "scheduledDelivery": scheduled,
+        "scheduledDeliveryInclRequests": dict(scheduled),
+        "prices": line["prices"],
+        "pricesInclRequests": line.get("pricesIncludingRequests", line["prices"]),
+    }
     return single
 
 
@@ -172,7 +184,9 @@ def event_body(change: OrderChange, *, single_delivery: bool = False) -> dict[st
         "status": order["status"],
         "version": order["version"],
         "eventDates": order["eventDates"],
+        "reason": order.get("reason"),
         "meta": meta,
+        "portalUrl": order.get("portalUrl"),
         "lastUpdatedAt": order["lastUpdatedAt"],
     }
     return {"eventName": change.event_name, key: event, "meta": meta}

@@ -27,6 +27,15 @@ WebhookLog = Callable[[], list[dict[str, Any]]]
 WEBHOOK_LOG_KEY: web.AppKey[WebhookLog] = web.AppKey("webhook_log")
 
 
+# Control keys that change data: {key: (result key, what it does)}.
+_CHANGES: dict[str, tuple[str, Callable[[Sandbox, int], list[str]]]] = {
+    "change_orders": ("changed", Sandbox.change_orders),
+    "add_orders": ("added", Sandbox.add_orders),
+    "change_shipments": ("changed_shipments", Sandbox.change_shipments),
+    "add_shipments": ("added_shipments", Sandbox.add_shipments),
+}
+
+
 def _sandbox(request: web.Request) -> Sandbox:
     return request.app[SANDBOX_KEY]
 
@@ -94,38 +103,44 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-def _token_response(sandbox: Sandbox, pair: TokenPair, status: str) -> web.Response:
-    """Tokens travel in response headers; the body is only informational."""
+def _token_response(sandbox: Sandbox, pair: TokenPair) -> web.Response:
+    """Answer a login or refresh: the tokens travel in response headers.
+
+    The body is only informational (login and refresh alike answer ``"authenticated"``).
+    """
     return web.json_response(
-        {"username": sandbox.tokens.username, "status": status},
+        {"username": sandbox.tokens.username, "status": "authenticated"},
         headers={"Set-Authorization": pair.access_token, "Set-Refresh-Token": pair.refresh_token},
     )
 
 
 async def login(request: web.Request) -> web.Response:
+    """``GET /authentication/login``: Basic credentials in, a token pair out in the headers."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     sandbox = _sandbox(request)
     if scheme.lower() != "basic" or not sandbox.tokens.basic_ok(credential.strip()):
         return _unauthorized()
-    return _token_response(sandbox, sandbox.tokens.issue(), "authenticated")
+    return _token_response(sandbox, sandbox.tokens.issue())
 
 
 async def refresh(request: web.Request) -> web.Response:
+    """``GET /authentication/refresh``: a single-use refresh token in, a new pair out."""
     sandbox = _sandbox(request)
     pair = sandbox.tokens.refresh(request.headers.get("Refresh-Token", ""))
     if pair is None:
         return _unauthorized()
-    return _token_response(sandbox, pair, "refreshed")
+    return _token_response(sandbox, pair)
 
 
 async def logout(request: web.Request) -> web.Response:
+    """``POST /authentication/logout``: the refresh token dies at once."""
     if not _sandbox(request).tokens.logout(request.headers.get("Refresh-Token", "")):
         return _unauthorized()
     return web.json_response({"ok": True})
 
 
 def _page_body(sandbox: Sandbox, body: Any, endpoint: str) -> bytes:
-    query = parse_query(body, endpoint)
+    query = parse_query(body, endpoint, max_limit=sandbox.config.max_limit)
     page = sandbox.store.page(query, now_ms())
     parts = [b'{"data":[', b",".join(page.bodies), b'],"total":', str(page.total).encode()]
     if endpoint == "poll":
@@ -137,8 +152,11 @@ def _page_body(sandbox: Sandbox, body: Any, endpoint: str) -> bytes:
 
 
 def _order_search(endpoint: str) -> Handler:
+    # Tradecloud documents Basic on order-search/poll, but no longer on order-search/search.
+    basic_allowed = endpoint == "poll"
+
     async def handle(request: web.Request) -> web.Response:
-        if not _authorized(request, basic_allowed=True):
+        if not _authorized(request, basic_allowed=basic_allowed):
             return _unauthorized()
         sandbox = _sandbox(request)
         if request[JSON_KEY] is None:
@@ -155,7 +173,21 @@ def _order_search(endpoint: str) -> Handler:
     return handle
 
 
+async def shipment_poll(request: web.Request) -> web.Response:
+    """``POST /shipment/poll``: Basic or Bearer, like order poll."""
+    if not _authorized(request, basic_allowed=True):
+        return _unauthorized()
+    if request[JSON_KEY] is None:
+        return web.Response(status=400, text='The request body must be JSON, e.g. {"limit": 100}')
+    try:
+        body = _sandbox(request).shipments.page_body(request[JSON_KEY], now_ms())
+    except BadRequest as error:
+        return web.Response(status=400, text=str(error))
+    return web.Response(body=body, content_type="application/json")
+
+
 async def get_order(request: web.Request) -> web.Response:
+    """``GET /order/{orderId}``: the whole current order (Bearer only), or 404."""
     if not _authorized(request, basic_allowed=False):
         return _unauthorized()
     body = _sandbox(request).store.get(request.match_info["order_id"])
@@ -173,7 +205,7 @@ async def control(request: web.Request) -> web.Response:
         return web.Response(status=400, text="The control body must be a JSON object")
     if not isinstance(command, dict):
         return web.Response(status=400, text="The control body must be a JSON object")
-    known = {*FAULT_KEYS, "change_orders", "add_orders", "expire_access_tokens", "inject_responses"}
+    known = {*FAULT_KEYS, "expire_access_tokens", "inject_responses", *_CHANGES}
     unknown = sorted(set(command) - known)
     if unknown:
         return web.Response(
@@ -193,19 +225,20 @@ def _apply_control(sandbox: Sandbox, command: dict[str, Any]) -> dict[str, Any]:
     if "inject_responses" in command:
         injected = command["inject_responses"]
         sandbox.inject_responses(injected["statuses"], injected.get("retry_after"))
-    if "change_orders" in command:
-        result["changed"] = sandbox.change_orders(int(command["change_orders"]))
-    if "add_orders" in command:
-        result["added"] = sandbox.add_orders(int(command["add_orders"]))
+    for key, (result_key, apply) in _CHANGES.items():
+        if key in command:
+            result[result_key] = apply(sandbox, int(command[key]))
     return result
 
 
 async def current_orders(request: web.Request) -> web.Response:
+    """``GET /_sandbox/orders``: every current order, as a JSON array."""
     bodies = _sandbox(request).store.current_bodies()
     return web.Response(body=b"[" + b",".join(bodies) + b"]", content_type="application/json")
 
 
 async def delivered_webhooks(request: web.Request) -> web.Response:
+    """``GET /_sandbox/webhooks/delivered``: the webhooks the receiver answered with 2xx."""
     return web.json_response(request.app[WEBHOOK_LOG_KEY]())
 
 
@@ -220,6 +253,7 @@ def build_app(sandbox: Sandbox, *, webhook_log: WebhookLog, controls: bool) -> w
     app.router.add_post("/v2/order-search/search", _order_search("search"))
     app.router.add_post("/v2/order-search/poll", _order_search("poll"))
     app.router.add_get("/v2/order/{order_id}", get_order)
+    app.router.add_post("/v2/shipment/poll", shipment_poll)
     if controls:
         app.router.add_post("/_sandbox/control", control)
         app.router.add_get("/_sandbox/orders", current_orders)

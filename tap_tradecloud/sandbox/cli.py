@@ -31,6 +31,7 @@ address, these unauthenticated controls are also served:
   POST /_sandbox/control          JSON with fault settings (rate_limit_per_second, retry_after,
                                   error_rate, latency, indexing_lag, access_token_ttl,
                                   refresh_token_ttl), {{"change_orders": k}}, {{"add_orders": k}},
+                                  {{"change_shipments": k}}, {{"add_shipments": k}},
                                   {{"expire_access_tokens": true}} or {{"inject_responses":
                                   {{"statuses": [429, 503], "retry_after": 1}}}}
   GET  /_sandbox/orders           the current orders
@@ -78,6 +79,7 @@ _positive_int = _checked(int, lambda v: v > 0, "a whole number > 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tradecloud-sandbox`` command line."""
     parser = argparse.ArgumentParser(
         prog="tradecloud-sandbox",
         description="An offline Tradecloud API (v2) with seeded orders, faults on demand and "
@@ -105,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=250,
         metavar="N",
         help="orders generated at start (default: %(default)s)",
+    )
+    add(
+        "--shipments",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="shipments of those orders' lines generated at start (default: %(default)s)",
     )
     add(
         "--lines-per-order",
@@ -137,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=86400.0,
         metavar="SECONDS",
         help="refresh token lifetime (default: %(default)s, Tradecloud's 24 hours)",
+    )
+    add(
+        "--max-limit",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="largest `limit` a search/poll accepts; larger ones get 400 (default: %(default)s, "
+        "the documented maximum; Tradecloud's own SDK pages /poll by 1000)",
     )
     add(
         "--rate-limit",
@@ -256,15 +273,18 @@ def _webhook_auth(
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SandboxConfig:
+    """The sandbox configuration the options describe; ``parser`` reports bad combinations."""
     return SandboxConfig(
         seed=args.seed,
         order_count=args.orders,
+        shipment_count=args.shipments,
         lines_per_order=args.lines_per_order,
         start=args.start,
         username=args.username,
         password=args.password or os.environ.get(ENV_PASSWORD) or DEFAULT_PASSWORD,
         access_token_ttl=args.access_token_ttl,
         refresh_token_ttl=args.refresh_token_ttl,
+        max_limit=args.max_limit,
         rate_limit_per_second=args.rate_limit,
         retry_after=not args.no_retry_after,
         error_rate=args.error_rate,
@@ -284,6 +304,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sandbox until SIGTERM, SIGINT or ``--max-runtime``; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     config = config_from_args(args, parser)

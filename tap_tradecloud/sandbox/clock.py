@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from tap_tradecloud.timestamps import format_epoch_ms
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def format_ms(epoch_ms: int) -> str:
-    """Render milliseconds since the epoch as Tradecloud renders ``lastUpdatedAt``."""
-    seconds, millis = divmod(epoch_ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+#: Render milliseconds since the epoch as Tradecloud renders ``lastUpdatedAt``.
+format_ms = format_epoch_ms
 
 
 def parse_us(value: str) -> int:

@@ -18,6 +18,7 @@ from tap_tradecloud.sandbox.data import (
     generate_orders,
 )
 from tap_tradecloud.sandbox.faults import Faults
+from tap_tradecloud.sandbox.shipments import Shipment, ShipmentBook
 from tap_tradecloud.sandbox.store import OrderStore
 from tap_tradecloud.sandbox.tokens import TokenService
 
@@ -63,11 +64,13 @@ class SandboxConfig:
     seed: int = 1
     order_count: int = 250
     lines_per_order: tuple[int, int] = (1, 50)
+    shipment_count: int = 0  # shipments of the generated orders' lines
     start: str = DEFAULT_START  # lastUpdatedAt of the oldest generated order
     username: str = DEFAULT_USERNAME
     password: str = DEFAULT_PASSWORD
     access_token_ttl: float = 3600.0
     refresh_token_ttl: float = 86400.0
+    max_limit: int = 100  # larger `limit`s get 400, as documented; the SDK uses 1000 on /poll
     rate_limit_per_second: float | None = None
     retry_after: bool = True
     error_rate: float = 0.0
@@ -104,6 +107,7 @@ class Sandbox:
 
     config: SandboxConfig
     orders_given: list[Order] | None = None
+    shipments_given: list[Shipment] | None = None
     requests_log: list[RequestRecord] = field(default_factory=list)
     on_order_request: Callable[[int], None] | None = None
     # Called with each change's webhook body and order id, when webhooks are configured.
@@ -121,6 +125,9 @@ class Sandbox:
                     lines_per_order=cfg.lines_per_order,
                 )
             self.store = OrderStore(orders)
+            self.shipments = ShipmentBook.create(
+                cfg.shipment_count, orders, cfg.seed, self.shipments_given
+            )
         self.tokens = TokenService(
             cfg.username,
             cfg.password,
@@ -147,6 +154,7 @@ class Sandbox:
         return self.store.snapshot()
 
     def get_order(self, order_id: str) -> Order | None:
+        """The current version of one order, or None."""
         return self.store.load(order_id)
 
     def set_faults(self, **settings: Any) -> None:
@@ -166,6 +174,7 @@ class Sandbox:
         self.faults.inject(statuses, retry_after)
 
     def expire_access_tokens(self) -> None:
+        """Make every access token issued so far expired (clients must refresh)."""
         self.tokens.expire_access_tokens()
 
     def next_order_request(self) -> int:
@@ -181,6 +190,37 @@ class Sandbox:
         # Never earlier than a change already made, so lastUpdatedAt only moves forward.
         self._last_ms = max(self._last_ms, now_ms())
         return self._last_ms
+
+    def _record_shipment(self, shipment: Shipment, body: dict[str, Any]) -> str:
+        """Store a shipment version and announce it (shipment webhooks are POST/PUT only)."""
+        lag_ms = round(self.indexing_lag * 1000)
+        stamp = parse_ms(shipment["meta"]["lastUpdatedAt"])
+        self.shipments.store.put(shipment, stamp + lag_ms if lag_ms > 0 else None)
+        if self.on_change is not None and self.config.webhook_method != "GET":
+            self.on_change(body, shipment["id"])
+        return str(shipment["id"])
+
+    def add_shipments(self, count: int) -> list[str]:
+        """The supplier ships lines of ``count`` random orders now; returns the shipment ids."""
+        with self._lock:
+            order_ids = sorted(self.store.ids())
+            added: list[str] = []
+            for _ in range(count):
+                order = self.store.load(self._change_rng.choice(order_ids))
+                assert order is not None
+                added.append(self._record_shipment(*self.shipments.add(order, self._timestamp())))
+            return added
+
+    def change_shipments(self, count: int) -> list[str]:
+        """Change ``count`` distinct existing shipments now; returns their ids."""
+        with self._lock:
+            ids = sorted(self.shipments.store.ids())
+            changed: list[str] = []
+            for shipment_id in self._change_rng.sample(ids, min(count, len(ids))):
+                version = self.shipments.change(shipment_id, self._timestamp())
+                if version is not None:
+                    changed.append(self._record_shipment(*version))
+            return changed
 
     def _record(self, change: OrderChange) -> str:
         """Store a change (searchable after the indexing lag) and announce it."""

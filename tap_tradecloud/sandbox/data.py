@@ -21,6 +21,8 @@ Line = dict[str, Any]
 
 PROCESS_STATUSES = ("Issued", "InProgress", "Confirmed", "Rejected", "Completed", "Cancelled")
 LOGISTICS_STATUSES = ("Open", "Produced", "ReadyToShip", "Shipped", "Delivered", "Cancelled")
+# A delivery line (an entry of a line's delivery schedule) is never Cancelled; its line is.
+DELIVERY_LINE_STATUSES = ("Open", "Produced", "ReadyToShip", "Shipped", "Delivered")
 IN_PROGRESS_STATUSES = (
     "OpenSupplierProposal",
     "RejectedSupplierProposal",
@@ -59,7 +61,9 @@ def order_process_status(line_statuses: Iterable[str]) -> str:
     """The order-level process status that Tradecloud derives from its lines' statuses.
 
     All lines alike give that status; cancelled or rejected lines do not hold back the others;
-    any other mix is ``InProgress`` ("InProgress once the first line is confirmed").
+    confirmed lines next to completed ones make a ``Confirmed`` order (a confirmed order may hold
+    completed or cancelled lines); any other mix is ``InProgress`` ("InProgress once the first
+    line is confirmed").
     """
     statuses = set(line_statuses)
     if len(statuses) == 1:
@@ -69,6 +73,8 @@ def order_process_status(line_statuses: Iterable[str]) -> str:
         return "Cancelled" if "Cancelled" in statuses else "Rejected"
     if len(alive) == 1:
         return alive.pop()
+    if alive == {"Confirmed", "Completed"}:
+        return "Confirmed"
     return "InProgress"
 
 
@@ -91,15 +97,32 @@ def logistics_status_for(process_status: str, rng: random.Random) -> str:
     return "Open"
 
 
+# The `reason` Tradecloud shows on a rejected or cancelled order or line; null otherwise.
+_REASONS = {"Rejected": "Rejected by the supplier", "Cancelled": "Cancelled by the buyer"}
+PORTAL_URL = "https://portal.tradecloud1.com/order/{order_id}"
+
+
+def refresh_line_views(line: Line) -> None:
+    """The fields Tradecloud derives from a line's delivery schedule, prices and status."""
+    schedule = line["deliverySchedule"]
+    line["deliveryScheduleIncludingRequests"] = schedule  # no open requests in the sandbox
+    line["pricesIncludingRequests"] = line["prices"]
+    line["firstDeliveryDate"] = min((delivery["date"] for delivery in schedule), default=None)
+    line["reason"] = _REASONS.get(line["status"]["processStatus"])
+
+
 def refresh_order_status(order: Order) -> None:
-    """Recompute the order-level status from the lines, after a line changed."""
+    """Recompute the order-level status (and what follows from it) after a line changed."""
     lines = order["lines"]
+    for line in lines:
+        refresh_line_views(line)
     order["status"] = {
         "processStatus": order_process_status(line["status"]["processStatus"] for line in lines),
         "logisticsStatus": order_logistics_status(
             line["status"]["logisticsStatus"] for line in lines
         ),
     }
+    order["reason"] = _REASONS.get(order["status"]["processStatus"])
 
 
 def _uuid(rng: random.Random) -> str:
@@ -111,9 +134,16 @@ def _day_number(epoch_ms: int) -> int:
     return date(1970, 1, 1).toordinal() + epoch_ms // 86_400_000
 
 
-def _schedule(day_number: int, quantity: int, logistics: str) -> list[dict[str, Any]]:
-    when = date.fromordinal(day_number).isoformat()
-    return [{"position": "0001", "date": when, "quantity": quantity, "status": logistics}]
+def _schedule(day_number: int, quantity: int, logistics: str | None) -> list[dict[str, Any]]:
+    """One delivery line; ``logistics=None`` for the buyer's request, which has no status."""
+    delivery: dict[str, Any] = {
+        "position": "0001",
+        "date": date.fromordinal(day_number).isoformat(),
+        "quantity": quantity,
+    }
+    if logistics is not None:
+        delivery["status"] = logistics if logistics in DELIVERY_LINE_STATUSES else "Open"
+    return [delivery]
 
 
 def _prices(value: float, unit: str, currency: str) -> dict[str, Any]:
@@ -131,8 +161,11 @@ class OrderFactory:
     def __init__(
         self, seed: int, lines_per_order: tuple[int, int] = (1, 50), stream: int = 0
     ) -> None:
-        """Companies and items depend on ``seed`` only; other draws also on ``stream``, so a
-        second factory (the one that changes orders) shares the first one's world."""
+        """Build a factory of orders for ``seed``.
+
+        Companies and items depend on ``seed`` only; other draws also on ``stream``, so a
+        second factory (the one that changes orders) shares the first one's world.
+        """
         low, high = lines_per_order
         if not 1 <= low <= high:
             raise ValueError(
@@ -160,6 +193,7 @@ class OrderFactory:
         self.rng = rng if stream == 0 else random.Random(f"{seed}/{stream}")  # noqa: S311
 
     def document(self) -> dict[str, Any]:
+        """A random document reference attached to an order."""
         rng = self.rng
         return {
             "code": f"DOC{rng.randint(100000, 999999)}",
@@ -171,6 +205,7 @@ class OrderFactory:
         }
 
     def meta(self, epoch_ms: int, company_id: str) -> dict[str, Any]:
+        """The ``meta`` block of an event: message id, creation time, source company."""
         rng = self.rng
         return {
             "messageId": _uuid(rng),
@@ -204,18 +239,22 @@ class OrderFactory:
         delivery_day = issue_day + rng.randint(14, 120)
         unit = item["purchaseUnitOfMeasureIso"]
         name = item["name"]
+        prices = _prices(price, unit, currency)  # as issued; shared until serialized
         line: Line = {
             "id": _uuid(rng),
             "lineType": "Item",
             "buyerLine": {
                 "position": position,
+                "originalPosition": position,
                 "description": f"{name} as per drawing",
                 "item": dict(item),
+                "deliverySchedule": _schedule(delivery_day, quantity, None),
+                "prices": prices,
                 "indicators": {"noDeliveryExpected": False, "delivered": logistics == "Delivered"},
             },
             "supplierLine": {},
             "deliverySchedule": _schedule(delivery_day, quantity, logistics),
-            "prices": _prices(price, unit, currency),
+            "prices": prices,
             "indicators": {"deliveryOverdue": rng.random() < 0.05},
             "status": status,
             "eventDates": {},
@@ -233,8 +272,10 @@ class OrderFactory:
         return line
 
     def order(self, number: int, updated_ms: int, *, fresh: bool = False) -> Order:
-        """Order number ``number`` (unique per factory), last updated at ``updated_ms``;
-        ``fresh``: just issued by the buyer (version 1, every line ``Issued``)."""
+        """Order number ``number`` (unique per factory), last updated at ``updated_ms``.
+
+        ``fresh``: just issued by the buyer (version 1, every line ``Issued``).
+        """
         rng = self.rng
         buyer = rng.choice(self.buyer_ids)
         supplier = rng.choice(self.supplier_ids)
@@ -266,9 +307,13 @@ class OrderFactory:
                 "supplierAccountNumber": f"{rng.randint(100000, 999999)}",
                 "purchaseOrderNumber": purchase_order_number,
                 "description": "",
-                "destination": {"code": "001", "city": city, "countryCodeIso2": country},
+                "destination": {
+                    "code": f"{_CITIES.index((city, country)) + 1:03d}",  # a warehouse per city
+                    "city": city,
+                    "countryCodeIso2": country,
+                },
                 "terms": {"incotermsCode": rng.choice(("CIF", "DAP", "EXW", "FCA"))},
-                "contact": {"email": "buyer@example.com"},
+                "contact": {"userId": self.user_ids[number % 3], "email": "buyer@example.com"},
                 "properties": [],
                 "notes": [],
                 "labels": [],
@@ -280,6 +325,10 @@ class OrderFactory:
                 "companyId": supplier,
                 "buyerAccountNumber": f"C-{rng.randint(1000, 9999)}",
                 "description": "",
+                "contact": {
+                    "userId": self.user_ids[3 + number % 3],
+                    "email": "sales@supplier.example.com",
+                },
                 "properties": [],
                 "notes": [],
                 "documents": [],
@@ -292,6 +341,7 @@ class OrderFactory:
             "version": 1 if updated_ms == issued_ms else rng.randint(2, 6),
             "eventDates": {},
             "meta": self.meta(updated_ms, buyer),
+            "portalUrl": PORTAL_URL.format(order_id=f"{buyer}-{purchase_order_number}"),
             "lastUpdatedAt": updated_at,
         }
         refresh_order_status(order)

@@ -48,6 +48,7 @@ class Faults:
         self._injected: deque[tuple[int, float | None]] = deque()
 
     def inject(self, statuses: Iterable[int], retry_after: float | None) -> None:
+        """Answer the next API requests with these statuses, in order."""
         with self._lock:
             self._injected.extend((status, retry_after) for status in statuses)
 

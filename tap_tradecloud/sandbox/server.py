@@ -13,6 +13,7 @@ from aiohttp import web
 from tap_tradecloud.sandbox.api import build_app
 from tap_tradecloud.sandbox.core import Sandbox, SandboxConfig
 from tap_tradecloud.sandbox.data import Order
+from tap_tradecloud.sandbox.shipments import Shipment
 from tap_tradecloud.sandbox.webhook_sender import WebhookDelivery, WebhookSender
 
 _START_TIMEOUT = 60.0
@@ -21,6 +22,7 @@ _SHUTDOWN_GRACE = 5.0  # seconds in-flight requests get to finish on stop
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` names a loopback address (controls are served only there)."""
     if host == "localhost":
         return True
     try:
@@ -33,9 +35,12 @@ class SandboxServer(Sandbox):
     """A running sandbox: ``with SandboxServer(cfg) as sb: ... sb.api_url ...``."""
 
     def __init__(
-        self, config: SandboxConfig | None = None, orders: list[Order] | None = None
+        self,
+        config: SandboxConfig | None = None,
+        orders: list[Order] | None = None,
+        shipments: list[Shipment] | None = None,
     ) -> None:
-        super().__init__(config or SandboxConfig(), orders)
+        super().__init__(config or SandboxConfig(), orders, shipments)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -47,10 +52,12 @@ class SandboxServer(Sandbox):
 
     @property
     def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running server."""
         return f"http://{self.config.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
+        """The API base URL, ``http://HOST:PORT/v2``: the tap's ``api_url``."""
         return f"{self.base_url}/v2"
 
     @property
@@ -80,6 +87,7 @@ class SandboxServer(Sandbox):
         self.stop()
 
     def start(self) -> None:
+        """Serve in a background thread; return once it listens."""
         self._thread = threading.Thread(target=self._run, name="tradecloud-sandbox", daemon=True)
         self._thread.start()
         if not self._started.wait(_START_TIMEOUT):
@@ -92,6 +100,7 @@ class SandboxServer(Sandbox):
             ) from self._startup_error
 
     def stop(self) -> None:
+        """Stop serving and wait for the thread to finish."""
         if self._loop is None or self._thread is None:
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(_STOP_TIMEOUT)

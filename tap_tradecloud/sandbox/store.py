@@ -12,13 +12,14 @@ import itertools
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from tap_tradecloud.sandbox.clock import parse_ms
 from tap_tradecloud.sandbox.data import Order
+from tap_tradecloud.sandbox.filters import Facets, OrderFilter, Sort, facets_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +29,7 @@ class Entry:
     key: tuple[int, str]  # (lastUpdatedAt in microseconds, id): the API's sort order
     body: bytes
     updated_at: str
-    buyer: str
-    supplier: str
-    process_status: str
-    logistics_status: str
+    facets: Facets  # what filters and sorts look at
     sequence: int  # increases with every stored version, so an older one never wins
 
 
@@ -41,44 +39,19 @@ class Query:
 
     since_us: int | None = None
     inclusive: bool = True
-    company_ids: frozenset[str] | None = None  # buyer or supplier
-    buyer_ids: frozenset[str] | None = None
-    supplier_ids: frozenset[str] | None = None
-    process_statuses: frozenset[str] | None = None
-    logistics_statuses: frozenset[str] | None = None
+    filter: OrderFilter = field(default_factory=OrderFilter)
+    sort: Sort = field(default_factory=Sort)
     offset: int = 0
     limit: int = 10
-
-    def has_filters(self) -> bool:
-        return any(
-            value is not None
-            for value in (
-                self.company_ids,
-                self.buyer_ids,
-                self.supplier_ids,
-                self.process_statuses,
-                self.logistics_statuses,
-            )
-        )
-
-    def matches(self, entry: Entry) -> bool:
-        companies = (entry.buyer, entry.supplier)
-        return (
-            (self.company_ids is None or not self.company_ids.isdisjoint(companies))
-            and (self.buyer_ids is None or entry.buyer in self.buyer_ids)
-            and (self.supplier_ids is None or entry.supplier in self.supplier_ids)
-            and (self.process_statuses is None or entry.process_status in self.process_statuses)
-            and (
-                self.logistics_statuses is None or entry.logistics_status in self.logistics_statuses
-            )
-        )
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of search/poll results, as stored JSON bodies."""
+
     bodies: list[bytes]
     total: int
-    last_updated_at: str | None  # of the page's last order
+    last_updated_at: str | None  # the newest of the page's orders
 
 
 def encode(order: Order) -> bytes:
@@ -87,6 +60,7 @@ def encode(order: Order) -> bytes:
 
 
 def decode(body: bytes) -> Any:
+    """Decode a stored JSON body."""
     return msgspec.json.decode(body)
 
 
@@ -115,10 +89,7 @@ class OrderStore:
             key=(parse_ms(updated_at) * 1000, order["id"]),
             body=encode(order),
             updated_at=updated_at,
-            buyer=order["buyerOrder"]["companyId"],
-            supplier=order["supplierOrder"]["companyId"],
-            process_status=order["status"]["processStatus"],
-            logistics_status=order["status"]["logisticsStatus"],
+            facets=facets_of(order),
             sequence=next(self._sequence),
         )
 
@@ -126,6 +97,7 @@ class OrderStore:
         return len(self._current)
 
     def ids(self) -> list[str]:
+        """The ids of all current orders."""
         with self._lock:
             return list(self._current)
 
@@ -180,7 +152,7 @@ class OrderStore:
             if query.since_us is not None:
                 first = query.since_us if query.inclusive else query.since_us + 1
                 start = bisect_left(self._keys, (first,))
-            if query.has_filters():
+            if not (query.filter.is_empty() and query.sort.is_index_order()):
                 return self._filtered_page(query, start)
             begin = start + query.offset
             chosen = self._entries[begin : begin + query.limit]
@@ -189,10 +161,16 @@ class OrderStore:
         return Page([entry.body for entry in chosen], total, last)
 
     def _filtered_page(self, query: Query, start: int) -> Page:
-        matching = [entry for entry in self._entries[start:] if query.matches(entry)]
+        wanted = query.filter
+        matching = [e for e in self._entries[start:] if wanted.matches(e.facets)]
+        if wanted.words:
+            matching = [e for e in matching if wanted.matches_text(decode(e.body))]
+        if not query.sort.is_index_order():
+            matching = query.sort.apply(matching, lambda entry: (entry.key, entry.facets))
         chosen = matching[query.offset : query.offset + query.limit]
-        last = chosen[-1].updated_at if chosen else None
+        last = max((entry.updated_at for entry in chosen), default=None)
         return Page([entry.body for entry in chosen], len(matching), last)
 
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every current order, decoded."""
         return [decode(body) for body in self.current_bodies()]

@@ -10,6 +10,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ def _unb64url(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class TokenPair:
+    """An access token and its refresh token, as login and refresh hand them out."""
+
     access_token: str
     refresh_token: str
 
@@ -47,8 +50,9 @@ class TokenService:
         self._clock = clock
         self._secret = secrets.token_bytes(32)
         self._lock = threading.Lock()
+        self.user_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tradecloud-user:{username}"))
         self._refresh_tokens: dict[str, float] = {}  # token -> expiry
-        self._generation = 0  # bumped to invalidate every access token issued so far
+        self._access_tokens: dict[str, float] = {}  # jti -> exact expiry (the claim is whole s)
 
     def basic_ok(self, encoded: str) -> bool:
         """Whether a Basic credential (the part after ``Basic ``) is this user's."""
@@ -60,18 +64,31 @@ class TokenService:
         return hmac.compare_digest(decoded.encode(), expected.encode())
 
     def issue(self) -> TokenPair:
+        """A new token pair for the integration user.
+
+        The access token's claims look like Tradecloud's
+        (``{"data": {"username", "userId", ...}, "exp": <int>}``).
+        """
         now = self._clock()
+        expiry = now + self.access_token_ttl
+        jti = secrets.token_hex(8)
         claims = {
-            "sub": self.username,
+            "data": {"username": self.username, "userId": self.user_id, "roles": ["integration"]},
             "iat": int(now),
-            "exp": round(now + self.access_token_ttl, 3),
-            "jti": secrets.token_hex(8),
-            "gen": self._generation,
+            "exp": int(expiry),
+            "jti": jti,
         }
         refresh_token = secrets.token_urlsafe(32)
         with self._lock:
+            self._forget_expired(now)
+            self._access_tokens[jti] = expiry
             self._refresh_tokens[refresh_token] = now + self.refresh_token_ttl
         return TokenPair(self._sign(claims), refresh_token)
+
+    def _forget_expired(self, now: float) -> None:
+        for tokens in (self._access_tokens, self._refresh_tokens):
+            for token in [token for token, expiry in tokens.items() if expiry <= now]:
+                del tokens[token]
 
     def _sign(self, claims: dict[str, object]) -> str:
         header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
@@ -92,7 +109,9 @@ class TokenService:
             claims = json.loads(_unb64url(payload))
         except (binascii.Error, ValueError):
             return False
-        return claims.get("gen") == self._generation and self._clock() < claims["exp"]
+        with self._lock:
+            expiry = self._access_tokens.get(claims.get("jti"))
+        return expiry is not None and self._clock() < expiry
 
     def refresh(self, refresh_token: str) -> TokenPair | None:
         """Swap a refresh token for a new pair; the old one is spent, used or not."""
@@ -103,8 +122,11 @@ class TokenService:
         return self.issue()
 
     def logout(self, refresh_token: str) -> bool:
+        """Invalidate ``refresh_token``; False when it was not valid."""
         with self._lock:
             return self._refresh_tokens.pop(refresh_token, None) is not None
 
     def expire_access_tokens(self) -> None:
-        self._generation += 1
+        """Invalidate every access token issued so far."""
+        with self._lock:
+            self._access_tokens.clear()

@@ -35,6 +35,7 @@ class WebhookDelivery:
     attempts: int
 
     def as_json(self) -> dict[str, Any]:
+        """The delivery as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -111,10 +112,12 @@ class WebhookSender:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
 
     def wait_idle(self, timeout: float) -> bool:
+        """Wait until no webhook is pending; False on timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     async def close(self) -> None:
+        """Stop sending and close the HTTP session."""
         if self._worker is not None:
             self._worker.cancel()
         if self._session is not None:

@@ -27,6 +27,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
+# utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
+from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms  # noqa: F401 - re-exported
+
 EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"
 SET_ASIDE_DIR = "set-aside"
@@ -100,20 +103,14 @@ class QuarantinedBody:
     body: bytes
 
 
-def utc_now_ms() -> str:
-    """Return the current UTC time as ``YYYY-MM-DDThh:mm:ss.SSSZ``."""
-    return format_utc_ms(datetime.datetime.now(datetime.timezone.utc))
-
-
 def format_utc_ms(moment: datetime.datetime) -> str:
     """Return ``moment`` (aware) as ``YYYY-MM-DDThh:mm:ss.SSSZ`` in UTC."""
-    moment = moment.astimezone(datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return format_utc(moment)
 
 
 def parse_utc_ms(value: str) -> datetime.datetime:
     """Parse a timestamp written by :func:`utc_now_ms`."""
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_utc(value)
 
 
 def validate_instance(instance: str) -> str:

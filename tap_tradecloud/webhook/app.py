@@ -170,7 +170,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     credentials = request.app[CONFIG_KEY].credentials
     if request.path == HEALTH_PATH or credentials is None:
         return await handler(request)
-    if not credentials.accepts(request.headers.get(hdrs.AUTHORIZATION)):
+    if not await credentials.authorize(request.headers.get(hdrs.AUTHORIZATION)):
         raise web.HTTPUnauthorized(
             headers={hdrs.WWW_AUTHENTICATE: credentials.challenge()},
             text="Missing or wrong credentials",

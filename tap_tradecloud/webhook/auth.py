@@ -1,4 +1,5 @@
-"""How Tradecloud authenticates to the receiver: Basic credentials or a static Bearer token."""
+"""How Tradecloud authenticates to the receiver: Basic credentials, a static Bearer token, or an
+Entra-issued JWT (OAuth 2.0 client credentials; validated by ``webhook.entra``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from tap_tradecloud.webhook.entra import EntraTokenValidator
 
 USERNAME_ENV = "TRADECLOUD_WEBHOOK_USERNAME"
 PASSWORD_ENV = "TRADECLOUD_WEBHOOK_PASSWORD"  # noqa: S105 - the variable's name, not a secret
@@ -21,14 +24,20 @@ class CredentialsError(ValueError):
 
 @dataclass(frozen=True, repr=False)
 class Credentials:
-    """What a caller must present; either or both of Basic and Bearer."""
+    """What a caller must present: any of Basic, a static Bearer token, an Entra JWT."""
 
     basic: bytes | None = None  # "username:password" as UTF-8
     token: bytes | None = None
+    entra: EntraTokenValidator | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Credentials:
-        """Read the credentials from the environment; raise CredentialsError if unusable."""
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, entra: EntraTokenValidator | None = None
+    ) -> Credentials:
+        """Read the credentials from the environment; raise CredentialsError if unusable.
+
+        With ``entra`` (configured from flags or env by the CLI) no secret is required.
+        """
         username = environ.get(USERNAME_ENV, "")
         password = environ.get(PASSWORD_ENV, "")
         token = environ.get(TOKEN_ENV, "")
@@ -38,15 +47,18 @@ class Credentials:
         if ":" in username:
             msg = f"{USERNAME_ENV} must not contain ':' (Basic authentication forbids it)."
             raise CredentialsError(msg)
-        if not (username or token):
+        if not (username or token or entra):
             msg = (
                 f"No webhook credentials: set {USERNAME_ENV} and {PASSWORD_ENV} (Basic) or "
-                f"{TOKEN_ENV} (Bearer), as configured in Tradecloud's webhook settings."
+                f"{TOKEN_ENV} (Bearer), or --entra-issuer, --entra-audience and "
+                "--entra-jwks-url (OAuth via Microsoft Entra), as configured in Tradecloud's "
+                "webhook settings."
             )
             raise CredentialsError(msg)
         return cls(
             basic=f"{username}:{password}".encode() if username else None,
             token=token.encode() if token else None,
+            entra=entra,
         )
 
     def challenge(self) -> str:
@@ -54,8 +66,20 @@ class Credentials:
         scheme = "Basic" if self.basic is not None else "Bearer"
         return f'{scheme} realm="{REALM}"'
 
+    async def authorize(self, authorization: str | None) -> bool:
+        """Tell whether an ``Authorization`` header value carries the right credentials.
+
+        Raises ``entra.KeySetUnavailableError`` when an Entra token cannot be judged right now.
+        """
+        if self.accepts(authorization):
+            return True
+        scheme, _, value = (authorization or "").strip().partition(" ")
+        if self.entra is None or scheme.lower() != "bearer":
+            return False
+        return await self.entra.accepts(value.strip())
+
     def accepts(self, authorization: str | None) -> bool:
-        """Tell whether an ``Authorization`` header value carries the right credentials."""
+        """Tell whether an ``Authorization`` header value carries Basic or static credentials."""
         if not authorization:
             return False
         scheme, _, value = authorization.strip().partition(" ")
@@ -72,5 +96,6 @@ class Credentials:
 
     def __repr__(self) -> str:
         """Never show the secrets."""
-        kinds = [k for k, v in (("basic", self.basic), ("bearer", self.token)) if v is not None]
+        configured = (("basic", self.basic), ("bearer", self.token), ("entra", self.entra))
+        kinds = [kind for kind, value in configured if value is not None]
         return f"Credentials({'+'.join(kinds)})"

@@ -1,10 +1,12 @@
-"""``tap-tradecloud-webhook``: run the receiver. Credentials come only from the environment."""
+"""``tap-tradecloud-webhook``: run the receiver. Secrets come only from the environment; the
+Entra issuer, audience and key-set URL (public values) come from flags or the environment."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -28,6 +30,11 @@ from tap_tradecloud.webhook.app import (
     create_app,
 )
 from tap_tradecloud.webhook.auth import Credentials
+from tap_tradecloud.webhook.entra import (
+    DEFAULT_LEEWAY_SECONDS,
+    EntraSettings,
+    EntraTokenValidator,
+)
 
 LOGGER = logging.getLogger("tap_tradecloud.webhook")
 
@@ -71,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Receive Tradecloud webhooks and spool them durably for tap-tradecloud. "
             "Credentials: TRADECLOUD_WEBHOOK_USERNAME + TRADECLOUD_WEBHOOK_PASSWORD (Basic) "
-            "or TRADECLOUD_WEBHOOK_TOKEN (Bearer), from the environment."
+            "or TRADECLOUD_WEBHOOK_TOKEN (Bearer), from the environment; or OAuth via "
+            "Microsoft Entra with the --entra-* flags."
         ),
     )
     parser.add_argument(
@@ -108,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tls-cert", type=Path, help="PEM certificate chain; serve HTTPS (TLS >= 1.2)."
     )
     parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert.")
+    _add_entra_arguments(parser)
     parser.add_argument(
         "--insecure-no-auth",
         action="store_true",
@@ -140,6 +149,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_entra_arguments(parser: argparse.ArgumentParser) -> None:
+    entra = parser.add_argument_group(
+        "OAuth via Microsoft Entra (Tradecloud sends an Entra access token as Bearer JWT)"
+    )
+    env = os.environ.get
+    entra.add_argument(
+        "--entra-issuer",
+        default=env("TRADECLOUD_WEBHOOK_ENTRA_ISSUER"),
+        help="Required `iss`, e.g. https://login.microsoftonline.com/<tenant>/v2.0 "
+        "(env TRADECLOUD_WEBHOOK_ENTRA_ISSUER).",
+    )
+    entra.add_argument(
+        "--entra-audience",
+        default=env("TRADECLOUD_WEBHOOK_ENTRA_AUDIENCE"),
+        help="Required `aud`: your app registration's client id or application ID URI "
+        "(env TRADECLOUD_WEBHOOK_ENTRA_AUDIENCE).",
+    )
+    entra.add_argument(
+        "--entra-jwks-url",
+        default=env("TRADECLOUD_WEBHOOK_ENTRA_JWKS_URL"),
+        help="The tenant's signing keys, e.g. https://login.microsoftonline.com/<tenant>/"
+        "discovery/v2.0/keys (env TRADECLOUD_WEBHOOK_ENTRA_JWKS_URL).",
+    )
+    entra.add_argument(
+        "--entra-leeway",
+        type=float,
+        default=env("TRADECLOUD_WEBHOOK_ENTRA_LEEWAY", str(DEFAULT_LEEWAY_SECONDS)),
+        help=f"Seconds of clock skew allowed on exp/nbf/iat (default {DEFAULT_LEEWAY_SECONDS:g}).",
+    )
+
+
+def _entra_validator(args: argparse.Namespace) -> EntraTokenValidator | None:
+    """An Entra validator when any ``--entra-*`` value is set; errors name what is missing."""
+    if not (args.entra_issuer or args.entra_audience or args.entra_jwks_url):
+        return None
+    return EntraTokenValidator(
+        EntraSettings(
+            issuer=args.entra_issuer or "",
+            audience=args.entra_audience or "",
+            jwks_url=args.entra_jwks_url or "",
+            leeway_seconds=args.entra_leeway,
+        )
+    )
+
+
 def _ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     if cert is None and key is None:
         return None
@@ -165,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     try:
         instance = validate_instance(args.instance_id)
-        credentials = None if args.insecure_no_auth else Credentials.from_env()
+        entra = _entra_validator(args)
+        credentials = None if args.insecure_no_auth else Credentials.from_env(entra=entra)
         ssl_context = _ssl_context(args.tls_cert, args.tls_key)
     except (ValueError, OSError, ssl.SSLError) as exc:
         parser.error(str(exc))

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,6 @@ MELTANO = REPO_ROOT / ".venv-meltano" / "bin" / "meltano"
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 WEBHOOK_TOKEN = "e2e-webhook-token"
 DUCKDB_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def postgres_answers() -> bool:

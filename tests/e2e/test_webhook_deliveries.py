@@ -13,20 +13,15 @@ import pytest
 import requests
 
 from tap_tradecloud import spool
-from tap_tradecloud.sandbox import SandboxConfig, SandboxServer
+from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, free_port
 from tests.e2e.pipeline import (
     WEBHOOK_TOKEN,
     MeltanoProject,
     Receiver,
     Warehouse,
-    free_port,
     running,
 )
-from tests.e2e.test_pipeline import (  # noqa: F401 - the module's prerequisite check
-    _pipeline_prerequisites,
-    mark_all_rows_old,
-    rows_loaded_since_mark,
-)
+from tests.e2e.test_pipeline import mark_all_rows_old, rows_loaded_since_mark
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 JSON = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
