@@ -5,8 +5,10 @@ python bench/null_receiver.py PORT      # Bearer token from $TRADECLOUD_WEBHOOK_
 
 from __future__ import annotations
 
+import itertools
 import sys
 import tempfile
+from concurrent.futures import Future
 
 from aiohttp import web
 
@@ -19,10 +21,12 @@ from tap_tradecloud.webhook.cli import _configure_logging
 class NullWriter(SpoolWriter):
     """Hands out sequence numbers like the spool writer, and stores nothing."""
 
-    def write_event(self, body: bytes, meta: EventMeta) -> int:
-        with self._rename_lock:
-            self._last_sequence += 1
-            return self._last_sequence
+    _numbers = itertools.count(1)
+
+    def submit(self, body: bytes, meta: EventMeta) -> Future[int]:
+        done: Future[int] = Future()
+        done.set_result(next(self._numbers))
+        return done
 
     def check_free_space(self) -> None:
         return None

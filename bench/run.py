@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import e2e_bench, receiver_bench, report, spool_bench, tap_bench
+from bench import e2e_bench, receiver_bench, report, s3_bench, spool_bench, tap_bench
 from bench.common import BENCH, Section
 
 
@@ -64,6 +64,7 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
                 workdir, sizes.configuration_orders, sizes.configuration_rounds
             )
         ],
+        "9": lambda: [s3_bench.s3_spool(workdir, sizes.receiver_events, sizes.spool_events)],
     }
 
 

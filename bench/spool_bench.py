@@ -16,7 +16,7 @@ from bench.common import (
 from bench.tap_bench import profile_top, tap_command
 
 INSTANCE = "bench"
-EVENTS_PER_SECOND_TARGET = 5000.0
+EVENTS_PER_SECOND_TARGET = 20_000.0  # issue 11: from either backend
 MEMORY_GROWTH_TARGET = 0.10
 
 
@@ -45,11 +45,13 @@ def _fill(spool_dir: Path, count: int, workdir: Path) -> None:
 def spool_read(workdir: Path, sizes: tuple[int, int]) -> Section:
     taps: list[Measured] = []
     bases: list[Measured] = []
-    catalog = config = Path()
+    configs: list[Path] = []
+    catalog = Path()
     for size in sizes:
         spool_dir = workdir / f"spool-{size}"
         _fill(spool_dir, size, workdir)
         config = workdir / f"spool-tap-{size}.json"
+        configs.append(config)
         config.write_text(
             json.dumps(
                 {
@@ -114,5 +116,6 @@ def spool_read(workdir: Path, sizes: tuple[int, int]) -> Section:
         ],
     )
     if not all(target.met for target in section.targets):
-        section.profile = profile_top(workdir, tap_command(config, catalog))
+        # The smaller spool: a profile of the big one outlasts the time limit on a busy machine.
+        section.profile = profile_top(workdir, tap_command(configs[0], catalog))
     return section

@@ -4,6 +4,8 @@
 
 Uses ``spool.SpoolWriter`` with fsync turned off in this process only: the benchmark measures
 reading, and 100,000 fsynced writes would take minutes on this disk. The files are the same.
+Events are submitted 16 at a time, as 16 busy connections deliver them, so segments hold up to
+16 events, as the receiver's group commit writes them under load. SPOOL_DIR may be s3://...
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.webhook_load import event_body
 from tap_tradecloud.spool import EventMeta, SpoolWriter, utc_now_ms
 
+CONNECTIONS = 16
+
 
 def main(spool_dir: str, instance: str, count: int) -> None:
     os.fsync = lambda fd: None  # set-up only; see the module docstring
-    with SpoolWriter(spool_dir, instance) as writer:
-        for number in range(count):
+    with SpoolWriter(spool_dir, instance, min_free_bytes=0) as writer:
+        for first in range(0, count, CONNECTIONS):
             meta = EventMeta(
                 received_at=utc_now_ms(),
                 method="POST",
                 path="/webhooks/tradecloud",
                 content_type="application/json",
             )
-            writer.write_event(event_body(number), meta)
+            numbers = range(first, min(first + CONNECTIONS, count))
+            for future in [writer.submit(event_body(number), meta) for number in numbers]:
+                future.result()
 
 
 if __name__ == "__main__":

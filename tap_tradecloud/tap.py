@@ -179,8 +179,10 @@ class TapTradecloud(Tap):
             "spool_dir",
             th.StringType,
             description=(
-                "Spool folder written by `tap-tradecloud-webhook`. When set, the `webhook_events` "
-                "stream reads it; when unset, that stream is not offered."
+                "Spool written by `tap-tradecloud-webhook`: a folder, or `s3://bucket/prefix` "
+                "(also `gs://`, `az://`; needs `tap-tradecloud[s3]` and the store's usual "
+                "variables, e.g. `AWS_ENDPOINT_URL`, `AWS_REGION`). When set, the "
+                "`webhook_events` stream reads it; when unset, that stream is not offered."
             ),
         ),
         th.Property(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing as t
-from pathlib import Path
+from functools import cached_property
 
 from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -45,10 +45,10 @@ class WebhookEventsStream(TradecloudStream):
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
     STATE_MSG_FREQUENCY = 100  # a crash re-emits at most this many events
 
-    @property
-    def spool_dir(self) -> Path:
-        """The ``spool_dir`` setting."""
-        return Path(self.config["spool_dir"]).expanduser()
+    @cached_property
+    def spool_dir(self) -> spool.SpoolLocation:
+        """The ``spool_dir`` setting's backend: a local folder or an object store."""
+        return spool.open_store(self.config["spool_dir"])
 
     @property
     def partitions(self) -> list[dict]:
@@ -120,7 +120,7 @@ class WebhookEventsStream(TradecloudStream):
         )
         if deleted:
             self.logger.info(
-                "Pruned %d loaded events (sequences %d to %d) older than %s hours from %s",
+                "Pruned %d loaded segments (first sequences %d to %d) older than %s hours from %s",
                 len(deleted),
                 deleted[0],
                 deleted[-1],

@@ -21,14 +21,15 @@ def test_shutdown_waits_for_a_spool_write_in_progress(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_started, disk_may_finish = threading.Event(), threading.Event()
-    real_write_all = spool._write_all
+    real_write_all = spool.local._write_all
 
     def slow_disk(fd: int, data: bytes) -> None:
-        write_started.set()
-        disk_may_finish.wait(timeout=20)
+        if b"in-flight" in data:  # the event's segment, not the partition's identity
+            write_started.set()
+            disk_may_finish.wait(timeout=20)
         real_write_all(fd, data)
 
-    monkeypatch.setattr(spool, "_write_all", slow_disk)
+    monkeypatch.setattr(spool.local, "_write_all", slow_disk)
     body = event_body(message_id="in-flight")
 
     async def scenario() -> tuple[int, bool]:

@@ -247,7 +247,7 @@ def test_spool_io_errors_get_503_with_retry_after_and_leave_nothing(
     def fail(fd: int, data: bytes) -> None:
         raise OSError(error, os.strerror(error))
 
-    monkeypatch.setattr(spool, "_write_all", fail)
+    monkeypatch.setattr(spool.local, "_write_all", fail)
     post = requests.post(
         receiver.webhook_url, data=event_body(), headers=auth_headers(), timeout=10
     )

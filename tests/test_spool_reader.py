@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -20,9 +21,13 @@ def meta_at(received_at: str) -> EventMeta:
 
 
 def write(tmp_path: Path, received: list[str], instance: str = "r1") -> None:
+    """One segment per event (written one after the other), stored when it was received."""
     with SpoolWriter(tmp_path, instance, min_free_bytes=0) as writer:
         for i, received_at in enumerate(received):
-            writer.write_event(f'{{"n":{i}}}'.encode(), meta_at(received_at))
+            sequence = writer.write_event(f'{{"n":{i}}}'.encode(), meta_at(received_at))
+            stored_at = spool.parse_utc_ms(received_at).timestamp()
+            segment = tmp_path / instance / "events" / spool.event_file_name(sequence)
+            os.utime(segment, (stored_at, stored_at))
 
 
 def sequences(tmp_path: Path, after: int = 0, instance: str = "r1") -> list[int]:
@@ -131,8 +136,8 @@ def test_the_reader_makes_the_folder_durable_before_yielding_and_stops_at_that_p
 ) -> None:
     write(tmp_path, ["2026-01-01T00:00:00.000Z"] * 2)
     synced: list[Path] = []
-    real_fsync_dir = spool._fsync_dir
-    monkeypatch.setattr(spool, "_fsync_dir", lambda d: (synced.append(d), real_fsync_dir(d)))
+    real_fsync_dir = spool.local._fsync_dir
+    monkeypatch.setattr(spool.local, "_fsync_dir", lambda d: (synced.append(d), real_fsync_dir(d)))
 
     reader = spool.iter_events(tmp_path, "r1")
     first = next(reader)

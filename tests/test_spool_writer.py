@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_a_failed_write_leaves_nothing_behind(
     def fail(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
-    monkeypatch.setattr(spool.os, "fsync", fail)
+    monkeypatch.setattr(spool.local.os, "fsync", fail)
     with pytest.raises(OSError, match=os.strerror(error)):
         writer.write_event(event_body(), META)
     monkeypatch.undo()
@@ -108,7 +109,7 @@ def test_a_failed_rename_leaves_nothing_behind_and_no_gap(
     def fail(source: Path, target: Path) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(spool.os, "link", fail)
+    monkeypatch.setattr(spool.local.os, "link", fail)
     with pytest.raises(OSError, match="Input/output"):
         writer.write_event(b"{}", META)
     monkeypatch.undo()
@@ -176,3 +177,25 @@ def test_disk_full_on_a_real_small_tmpfs(tmp_path: Path) -> None:
     assert set(refusals) == {errno.ENOSPC}
     assert leftovers == []
     assert read == acknowledged
+
+
+def test_concurrent_submits_on_a_local_folder_share_segments(tmp_path: Path) -> None:
+    """Group commit on the local backend: one file and one fsync for deliveries together."""
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+        start = threading.Barrier(16)
+        results: list[int] = []
+
+        def deliver(n: int) -> None:
+            start.wait()
+            results.extend(writer.write_event(f'{{"n":{n}}}'.encode(), META) for _ in range(20))
+
+        threads = [threading.Thread(target=deliver, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+    segments = list((tmp_path / "r1" / "events").iterdir())
+    assert sorted(results) == list(range(1, 321))
+    assert len(segments) < 320
+    assert [e.sequence for e in spool.iter_events(tmp_path, "r1")] == list(range(1, 321))

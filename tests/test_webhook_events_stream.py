@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -31,9 +32,13 @@ def get_meta(order_id: str, received_at: str = OLD) -> EventMeta:
 
 
 def spool_events(spool_dir: Path, instance: str, events: list[tuple[bytes, EventMeta]]) -> None:
+    """One segment per event, stored (its file's time) when the event was received."""
     with SpoolWriter(spool_dir, instance, min_free_bytes=0) as writer:
         for body, meta in events:
-            writer.write_event(body, meta)
+            sequence = writer.write_event(body, meta)
+            stored_at = spool.parse_utc_ms(meta.received_at).timestamp()
+            segment = spool_dir / instance / "events" / spool.event_file_name(sequence)
+            os.utime(segment, (stored_at, stored_at))
 
 
 def test_records_and_per_partition_state(tmp_path: Path) -> None:

@@ -132,19 +132,28 @@ class ReceiverProcess:
     """``tap-tradecloud-webhook`` started from its console script, as a user would."""
 
     def __init__(
-        self, spool_dir: Path, instance: str, *extra_args: str, tls: tuple[Path, Path] | None = None
+        self,
+        spool_dir: Path | str,
+        instance: str,
+        *extra_args: str,
+        tls: tuple[Path, Path] | None = None,
+        log_dir: Path | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.verify: str | bool = str(tls[0]) if tls else True
         if tls:
             extra_args = (*extra_args, "--tls-cert", str(tls[0]), "--tls-key", str(tls[1]))
-        self.log_path = spool_dir.parent / f"receiver-{instance}-{uuid.uuid4().hex[:6]}.log"
+        log_dir = log_dir or Path(spool_dir).parent
+        self.log_path = log_dir / f"receiver-{instance}-{uuid.uuid4().hex[:6]}.log"
         env = {**os.environ, "TRADECLOUD_WEBHOOK_TOKEN": TOKEN}
         args = [str(RECEIVER_SCRIPT), "--spool-dir", str(spool_dir), "--instance-id", instance]
         args += ["--port", str(self.port), "--min-free-bytes", "0", *extra_args]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd
+            )
 
     @property
     def webhook_url(self) -> str:

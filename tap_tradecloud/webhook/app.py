@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import hdrs, web
@@ -78,13 +77,17 @@ class _SpoolGate:
         self.pending = 0
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spool")
 
-    async def run(self, work: Callable[[], _Stored]) -> _Stored:
+    async def run(self, work: Callable[[], _Stored | Future[int]]) -> _Stored:
         if self.pending >= self.max_pending:
-            msg = f"{self.pending} spool writes already queued; the disk is too slow"
+            msg = f"{self.pending} spool writes already queued; the spool is too slow"
             raise SpoolError(msg)
         self.pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+            done = await asyncio.get_running_loop().run_in_executor(self.executor, work)
+            if isinstance(done, Future):  # queued for the next segment: wait until durable
+                sequence: int = await asyncio.wrap_future(done)
+                return _Stored(sequence=sequence)
+            return done
         finally:
             self.pending -= 1
 
@@ -180,13 +183,13 @@ async def _store(
 ) -> web.Response:
     gate = request.app[GATE_KEY]
 
-    def work() -> _Stored:
+    def work() -> _Stored | Future[int]:
         try:
             check()
         except UnacceptableBodyError as exc:
             name = gate.writer.quarantine(body, meta, str(exc))
             return _Stored(quarantine_name=name, reason=str(exc))
-        return _Stored(sequence=gate.writer.write_event(body, meta))
+        return gate.writer.submit(body, meta)  # group commit: no thread waits for the write
 
     stored = await gate.run(work)
     request[RESULT_KEY] = stored
@@ -239,14 +242,8 @@ async def health(request: web.Request) -> web.Response:
     """200 when the spool is writable and above the free-space guard, else 503."""
     gate = request.app[GATE_KEY]
 
-    def check() -> None:
-        gate.writer.check_free_space()
-        if not os.access(gate.writer.events_dir, os.W_OK):
-            msg = f"{gate.writer.events_dir} is not writable"
-            raise SpoolError(msg)
-
     try:
-        await asyncio.get_running_loop().run_in_executor(gate.executor, check)
+        await asyncio.get_running_loop().run_in_executor(gate.executor, gate.writer.check_health)
     except (SpoolError, OSError) as exc:
         # Anyone may ask: paths, OS errors and free space go to the log only.
         LOGGER.warning("Health check failed: %s", exc)

@@ -18,7 +18,7 @@ from aiohttp import web
 from tap_tradecloud.spool import (
     DEFAULT_MIN_FREE_BYTES,
     DEFAULT_MIN_FREE_INODES,
-    SpoolLockedError,
+    SpoolError,
     SpoolWriter,
     utc_now_ms,
     validate_instance,
@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--spool-dir",
-        type=Path,
         required=True,
-        help="Spool folder (shared with the tap's spool_dir).",
+        help=(
+            "Spool location, shared with the tap's spool_dir: a folder, or s3://bucket/prefix "
+            "(gs://, az:// too; needs tap-tradecloud[s3], configured by AWS_* variables)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind (default 127.0.0.1).")
     parser.add_argument("--port", type=int, default=8080, help="Port to bind (default 8080).")
@@ -227,15 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ReceiverConfig(
         credentials=credentials, path=args.path, max_body_bytes=args.max_body_bytes
     )
-    writer = SpoolWriter(
-        args.spool_dir,
-        instance,
-        min_free_bytes=args.min_free_bytes,
-        min_free_inodes=args.min_free_inodes,
-    )
     try:
+        writer = SpoolWriter(
+            args.spool_dir,
+            instance,
+            min_free_bytes=args.min_free_bytes,
+            min_free_inodes=args.min_free_inodes,
+        )
         writer.open()
-    except (SpoolLockedError, OSError) as exc:
+    except (SpoolError, OSError) as exc:
         LOGGER.error("Cannot open the spool: %s", exc)  # noqa: TRY400 - the message says it all
         return 1
     try:

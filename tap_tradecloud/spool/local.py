@@ -1,0 +1,239 @@
+"""The local-folder backend: Maildir-style create-only writes with fsync of file and folder.
+
+An object is written into ``<instance>/tmp/``, fsynced, then given its final name with
+``link()`` (which, unlike ``rename()``, refuses to replace an existing file), and the folder is
+fsynced. A crash leaves either no object or a whole one; ``tmp/`` leftovers are never read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tap_tradecloud.spool.records import (
+    EVENTS_DIR,
+    INSTANCE_NAME,
+    QUARANTINE_DIR,
+    SpoolError,
+    SpoolFullError,
+    SpoolLockedError,
+    segment_sequence,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+TMP_DIR = "tmp"
+LOCK_FILE = "writer.lock"
+FILE_MODE = 0o660
+DIR_MODE = 0o770
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore:
+    """A spool in a local folder (or a network file system that honours link and fsync)."""
+
+    durable_listing = False  # a folder listing may miss files that appear during it
+    read_ahead = 0
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser()
+        self._tmp_counter = itertools.count()
+        self._locks: dict[str, int] = {}
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def location(self, key: str) -> Path:
+        """The path of a key, for messages and set-aside copies."""
+        return self.root / key
+
+    # -- writing --------------------------------------------------------------------------
+
+    def open_partition(self, instance: str, *, tmp_max_age_seconds: float) -> None:
+        """Create the folders, take the partition's lock and clean old ``tmp/`` files."""
+        partition = self.root / instance
+        for folder in (TMP_DIR, EVENTS_DIR, QUARANTINE_DIR):
+            (partition / folder).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._locks[instance] = self._take_lock(partition)
+        self._remove_stale_tmp_files(partition / TMP_DIR, tmp_max_age_seconds)
+
+    def close_partition(self, instance: str) -> None:
+        """Release the partition's lock."""
+        fd = self._locks.pop(instance, None)
+        if fd is not None:
+            os.close(fd)
+
+    @staticmethod
+    def _take_lock(partition: Path) -> int:
+        fd = os.open(partition / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            msg = (
+                f"Spool partition {partition} is already written by another receiver "
+                f"(pid {holder}). Give each receiver its own --instance-id."
+            )
+            raise SpoolLockedError(msg) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
+    @staticmethod
+    def _remove_stale_tmp_files(tmp_dir: Path, max_age_seconds: float) -> None:
+        cutoff = time.time() - max_age_seconds
+        for entry in os.scandir(tmp_dir):
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+                LOGGER.info("Removed stale unacknowledged spool file %s", entry.path)
+
+    def create(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` durably; FileExistsError if the key exists."""
+        target = self.root / key
+        instance = key.split("/", 1)[0]
+        tmp_path = self._write_tmp(self.root / instance / TMP_DIR, data)
+        try:
+            os.link(tmp_path, target)
+        finally:
+            tmp_path.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key`` durably, replacing what is there."""
+        target = self.root / key
+        target.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        tmp_path = self._write_tmp(target.parent, data, hidden=True)
+        tmp_path.replace(target)
+        _fsync_dir(target.parent)
+
+    def _write_tmp(self, folder: Path, data: bytes, *, hidden: bool = False) -> Path:
+        name = f"{os.getpid()}.{threading.get_ident()}.{next(self._tmp_counter)}.tmp"
+        tmp_path = folder / (f".{name}" if hidden else name)
+        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        try:
+            try:
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+        return tmp_path
+
+    def check_free_space(self, instance: str, min_free_bytes: int, min_free_inodes: int) -> None:
+        """Raise SpoolFullError when free bytes or inodes are below the guard."""
+        stat = os.statvfs(self.root / instance)
+        free_bytes = stat.f_bavail * stat.f_frsize
+        if free_bytes < min_free_bytes:
+            msg = (
+                f"Spool file system has {free_bytes} bytes free, below the guard of "
+                f"{min_free_bytes}: free space or move the spool."
+            )
+            raise SpoolFullError(msg)
+        # File systems without an inode limit (btrfs, some tmpfs) report f_files == 0.
+        if stat.f_files and stat.f_favail < min_free_inodes:
+            msg = (
+                f"Spool file system has {stat.f_favail} inodes free, below the guard of "
+                f"{min_free_inodes}: delete files or move the spool."
+            )
+            raise SpoolFullError(msg)
+
+    def check_writable(self, instance: str) -> None:
+        """Raise SpoolError when the events folder cannot be written."""
+        events = self.root / instance / EVENTS_DIR
+        if not os.access(events, os.W_OK):
+            msg = f"{events} is not writable"
+            raise SpoolError(msg)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def partitions(self) -> list[str]:
+        """The instance names that have an events folder."""
+        if not self.root.is_dir():
+            return []
+        return [
+            entry.name
+            for entry in os.scandir(self.root)
+            if INSTANCE_NAME.match(entry.name) and (Path(entry.path) / EVENTS_DIR).is_dir()
+        ]
+
+    def segments(self, instance: str) -> list[int]:
+        """The first sequences of the partition's segments, sorted, with no hole at the top.
+
+        ``scandir`` order is not name order, so a listing taken while segments appear may
+        miss some of them; a second listing taken after the first has ended sees every segment
+        up to the first one's highest, since names become visible in order. The folder is then
+        fsynced, so every segment returned survives a power loss.
+        """
+        events_dir = self.root / instance / EVENTS_DIR
+        last = max(self._scan(events_dir), default=0)
+        if not last:
+            return []
+        present = sorted(seq for seq in self._scan(events_dir) if seq <= last)
+        _fsync_dir(events_dir)
+        return present
+
+    def highest_segment(self, instance: str) -> int:
+        """The first sequence of the partition's last segment (0 when empty)."""
+        return max(self._scan(self.root / instance / EVENTS_DIR), default=0)
+
+    @staticmethod
+    def _scan(events_dir: Path) -> Iterator[int]:
+        try:
+            entries = os.scandir(events_dir)
+        except FileNotFoundError:
+            return
+        with entries:
+            for entry in entries:
+                if (sequence := segment_sequence(entry.name)) is not None:
+                    yield sequence
+
+    def stored_at(self, key: str) -> datetime.datetime:
+        """When the object was stored (FileNotFoundError if it is gone)."""
+        mtime = (self.root / key).stat().st_mtime
+        return datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
+
+    def names(self, folder_key: str) -> list[str]:
+        """The names in a folder, sorted (none when it does not exist)."""
+        folder = self.root / folder_key
+        if not folder.is_dir():
+            return []
+        return sorted(entry.name for entry in os.scandir(folder) if not entry.name.startswith("."))
+
+    def read(self, key: str) -> bytes:
+        """The object's bytes; FileNotFoundError if it is not there."""
+        with open(os.path.join(self.root, key), "rb") as file:  # noqa: PTH118, PTH123 - hot path
+            return file.read()
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete objects (missing ones are fine) and make the deletion durable."""
+        folders = set()
+        for key in keys:
+            path = self.root / key
+            path.unlink(missing_ok=True)
+            folders.add(path.parent)
+        for folder in folders:
+            _fsync_dir(folder)

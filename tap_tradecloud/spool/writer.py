@@ -1,0 +1,235 @@
+"""The spool writer: group commit into create-only segments, one partition per instance.
+
+Deliveries are queued; one committer thread takes everything queued, writes it as one segment
+(one fsync or one PUT) and then resolves every delivery's future with its sequence number.
+Deliveries that arrive while a segment is being written form the next one, so a lone delivery
+waits for exactly one write and a busy receiver writes few, large segments.
+
+Sequence numbers are gapless within a partition and segments become visible in sequence order
+(one committer, create-only names). After a failed write the committer reads the partition's
+end again before the next one, so a write that may have landed (an object-store timeout) or a
+second writer's segments are never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import uuid
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from types import TracebackType
+
+from tap_tradecloud.spool.records import (
+    EVENTS_DIR,
+    IDENTITY_FILE,
+    QUARANTINE_DIR,
+    QUARANTINE_SUFFIX,
+    EventMeta,
+    SpoolConflictError,
+    SpoolError,
+    encode_record,
+    encode_segment,
+    event_file_name,
+    key,
+    validate_instance,
+)
+from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024
+DEFAULT_MIN_FREE_INODES = 1000
+DEFAULT_TMP_MAX_AGE_SECONDS = 3600.0
+DEFAULT_MAX_SEGMENT_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_SEGMENT_EVENTS = 1000
+
+
+@dataclass
+class _Delivery:
+    meta: EventMeta
+    body: bytes
+    future: Future[int] = field(default_factory=Future)
+
+
+class SpoolWriter:
+    """Writes events into one partition; thread-safe and usable from an event loop.
+
+    :meth:`submit` queues a delivery and returns a future of its sequence number, resolved
+    once its segment is durable; :meth:`write_event` waits for it.
+    """
+
+    def __init__(
+        self,
+        spool_dir: SpoolLocation,
+        instance: str,
+        *,
+        min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
+        min_free_inodes: int = DEFAULT_MIN_FREE_INODES,
+        tmp_max_age_seconds: float = DEFAULT_TMP_MAX_AGE_SECONDS,
+        max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        max_segment_events: int = DEFAULT_MAX_SEGMENT_EVENTS,
+    ) -> None:
+        self.instance = validate_instance(instance)
+        self.store: Store = open_store(spool_dir)
+        self.min_free_bytes = min_free_bytes
+        self.min_free_inodes = min_free_inodes
+        self.tmp_max_age_seconds = tmp_max_age_seconds
+        self.max_segment_bytes = max_segment_bytes
+        self.max_segment_events = max_segment_events
+        self._queue: deque[_Delivery] = deque()
+        self._wake = threading.Condition()
+        self._closing = False
+        self._committer: threading.Thread | None = None
+        self._last_sequence = 0
+        self._must_resync = False
+
+    def __enter__(self) -> SpoolWriter:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def partition(self) -> object:
+        """Where the partition lives (a path or a URL), for messages."""
+        return self.store.location(self.instance)
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the last event made visible (0 when none)."""
+        return self._last_sequence
+
+    def open(self) -> None:
+        """Prepare the partition, give it an identity, find the sequence, start committing."""
+        self.store.open_partition(self.instance, tmp_max_age_seconds=self.tmp_max_age_seconds)
+        try:
+            self._ensure_identity()
+            self._last_sequence = partition_end(self.store, self.instance)
+        except BaseException:
+            self.store.close_partition(self.instance)
+            raise
+        self._closing = False
+        self._committer = threading.Thread(
+            target=self._commit_loop, name=f"spool-commit-{self.instance}", daemon=True
+        )
+        self._committer.start()
+
+    def close(self) -> None:
+        """Write what is queued, stop the committer and release the partition."""
+        if self._committer is not None:
+            with self._wake:
+                self._closing = True
+                self._wake.notify()
+            self._committer.join()
+            self._committer = None
+        self.store.close_partition(self.instance)
+
+    def _ensure_identity(self) -> None:
+        with contextlib.suppress(FileExistsError):  # it keeps the identity it was created with
+            self.store.create(key(self.instance, IDENTITY_FILE), f"{uuid.uuid4()}\n".encode())
+
+    def check_free_space(self) -> None:
+        """Raise SpoolFullError when free bytes or inodes are below the guard."""
+        self.store.check_free_space(self.instance, self.min_free_bytes, self.min_free_inodes)
+
+    def check_health(self) -> None:
+        """Raise SpoolError or OSError when an event could not be stored now."""
+        self.check_free_space()
+        self.store.check_writable(self.instance)
+
+    def submit(self, body: bytes, meta: EventMeta) -> Future[int]:
+        """Queue an event; the future gives its sequence number once it is durable.
+
+        Raises SpoolFullError at once when the free-space guard refuses.
+        """
+        self.check_free_space()
+        delivery = _Delivery(meta, body)
+        with self._wake:
+            if self._closing or self._committer is None or not self._committer.is_alive():
+                msg = "The spool writer is closed."
+                raise SpoolError(msg)
+            self._queue.append(delivery)
+            self._wake.notify()
+        return delivery.future
+
+    def write_event(self, body: bytes, meta: EventMeta) -> int:
+        """Store an event durably and return its sequence number.
+
+        When this returns, the event's segment is durable: the caller may acknowledge.
+        Raises SpoolFullError, SpoolConflictError, OSError or SpoolError; nothing partial is
+        then visible.
+        """
+        return self.submit(body, meta).result()
+
+    def quarantine(self, body: bytes, meta: EventMeta, reason: str) -> str:
+        """Store a refused body durably in ``quarantine/`` and return its name."""
+        self.check_free_space()
+        compact_time = "".join(char for char in meta.received_at if char.isdigit())
+        name = f"{compact_time}-{uuid.uuid4().hex}{QUARANTINE_SUFFIX}"
+        fields: dict[str, object] = {**asdict(meta), "reason": reason}
+        data = encode_record(fields, body, framed=False)
+        self.store.create(key(self.instance, QUARANTINE_DIR, name), data)
+        return name
+
+    # -- the committer thread -------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch = self._take_batch()
+            self._commit(batch)
+
+    def _take_batch(self) -> list[_Delivery]:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].body)
+        while self._queue and len(batch) < self.max_segment_events:
+            size += len(self._queue[0].body)
+            if size > self.max_segment_bytes:
+                break
+            batch.append(self._queue.popleft())
+        return batch
+
+    def _commit(self, batch: list[_Delivery]) -> None:
+        try:
+            if self._must_resync:
+                self._last_sequence = partition_end(self.store, self.instance)
+                self._must_resync = False
+            first = self._last_sequence + 1
+            data = encode_segment([(delivery.meta, delivery.body) for delivery in batch])
+            self._create_segment(first, data)
+        except BaseException as exc:  # every waiting delivery hears of it (the receiver: 503)
+            self._must_resync = True
+            for delivery in batch:
+                delivery.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._last_sequence = first + len(batch) - 1
+        for offset, delivery in enumerate(batch):
+            delivery.future.set_result(first + offset)
+
+    def _create_segment(self, first: int, data: bytes) -> None:
+        segment = key(self.instance, EVENTS_DIR, event_file_name(first))
+        try:
+            self.store.create(segment, data)
+        except FileExistsError:
+            msg = (
+                f"Spool segment {self.store.location(segment)} already exists, so another "
+                f"receiver writes this partition (was it deleted and recreated under a running "
+                "receiver, or do two receivers share an --instance-id?). Nothing was "
+                "overwritten; answering 503 until only one receiver writes it."
+            )
+            raise SpoolConflictError(msg) from None
