@@ -34,13 +34,16 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
 from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
 
