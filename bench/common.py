@@ -13,10 +13,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -75,14 +77,16 @@ def run_measured(
             if time.perf_counter() > deadline:
                 process.kill()
                 os.wait4(process.pid, 0)
-                raise TimeoutError(f"{cmd[0]} ran longer than {timeout} s; see {log}")
+                msg = f"{cmd[0]} ran longer than {timeout} s; see {log}"
+                raise TimeoutError(msg)
             time.sleep(0.002)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
     result = Measured(wall, usage.ru_utime + usage.ru_stime, peak_kb / 1024, process.returncode)
     if result.returncode != 0:
         tail = log.read_text(errors="replace")[-3000:] if log else ""
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {result.returncode}\n{tail}")
+        msg = f"{' '.join(map(str, cmd))} exited {result.returncode}\n{tail}"
+        raise RuntimeError(msg)
     return result
 
 
@@ -161,9 +165,11 @@ def _wait_for_sandbox(process: subprocess.Popen[bytes], log: Path, timeout: floa
         if match := _SANDBOX_LISTENING.search(log.read_text(errors="replace")):
             return match[1]
         if process.poll() is not None:
-            raise RuntimeError(f"the sandbox exited: {log.read_text()[-2000:]}")
+            msg = f"the sandbox exited: {log.read_text()[-2000:]}"
+            raise RuntimeError(msg)
         time.sleep(0.1)
-    raise TimeoutError(f"the sandbox did not start within {timeout} s")
+    msg = f"the sandbox did not start within {timeout} s"
+    raise TimeoutError(msg)
 
 
 def top_entries(pstats_file: Path, entries: int = 20) -> str:

@@ -14,9 +14,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import psycopg
@@ -33,6 +33,9 @@ from bench.common import (
     sandbox,
 )
 from bench.tap_bench import REALISTIC_LINES, tap_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 MELTANO = REPO / ".venv-meltano" / "bin" / "meltano"
 PLUGIN_BIN = {

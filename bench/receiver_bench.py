@@ -7,8 +7,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -23,6 +22,10 @@ from bench.common import (
 )
 from tap_tradecloud import spool
 from tap_tradecloud.sandbox import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 TOKEN = "bench-webhook-token"
 CONCURRENCY = 16
@@ -46,12 +49,14 @@ def serving(command: list[str], port: int, log: Path) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{command[0]} exited: {log.read_text()[-2000:]}")
+                msg = f"{command[0]} exited: {log.read_text()[-2000:]}"
+                raise RuntimeError(msg)
             with contextlib.suppress(requests.ConnectionError):
                 if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{command[0]} did not answer /healthz within 30 s")
+                msg = f"{command[0]} did not answer /healthz within 30 s"
+                raise TimeoutError(msg)
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}/webhooks/tradecloud"
     finally:

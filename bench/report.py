@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import REPO, Section
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 
 def machine() -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import BENCH, BIN, PYTHON, Measured, Section, Target, free_port, run_measured
 from bench.receiver_bench import TOKEN, serving
@@ -22,6 +22,9 @@ from bench.tap_bench import tap_command
 from bench.webhook_load import event_body, percentile
 from tap_tradecloud import spool
 from tests.seaweedfs import SeaweedFS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RECEIVER_TARGET = 1000.0
 READ_TARGET = 20_000.0

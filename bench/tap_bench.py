@@ -6,8 +6,7 @@ import decimal
 import itertools
 import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.common import (
     BENCH,
@@ -24,6 +23,10 @@ from bench.common import (
     sandbox,
     top_entries,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 REALISTIC_LINES = (8, 12)
 MEMORY_LINES = (2, 4)  # the sandbox holds 50,000 orders in memory; the same shape for both sizes

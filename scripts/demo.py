@@ -17,13 +17,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import requests
 
 from tap_tradecloud.sandbox import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "demo-data"
@@ -48,7 +51,8 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> Non
             if check():
                 return
         time.sleep(0.2)
-    raise SystemExit(f"demo: gave up waiting for {what} after {timeout:.0f} s (logs in {DATA})")
+    msg = f"demo: gave up waiting for {what} after {timeout:.0f} s (logs in {DATA})"
+    raise SystemExit(msg)
 
 
 @contextlib.contextmanager
@@ -110,7 +114,8 @@ def run_pipeline(env: dict[str, str], loader: str, label: str) -> None:
     (DATA / f"meltano-{label.split()[1]}.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         print(result.stderr[-6000:])
-        raise SystemExit(f"demo: meltano run failed (exit {result.returncode})")
+        msg = f"demo: meltano run failed (exit {result.returncode})"
+        raise SystemExit(msg)
     loaded = records_loaded(result.stdout + result.stderr)
     moved = ", ".join(f"{count} {stream}" for stream, count in sorted(loaded.items())) or "nothing"
     print(f"   done in {time.monotonic() - started:.1f} s; records loaded: {moved}")

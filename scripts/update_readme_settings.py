@@ -24,7 +24,8 @@ def settings_table() -> str:
     ).stdout
     table = re.search(r"^\| Setting .*?(?=\n\n)", about, flags=re.MULTILINE | re.DOTALL)
     if table is None:
-        raise SystemExit("no settings table in `tap-tradecloud --about --format=markdown`")
+        msg = "no settings table in `tap-tradecloud --about --format=markdown`"
+        raise SystemExit(msg)
     return table[0]
 
 

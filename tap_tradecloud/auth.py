@@ -21,6 +21,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from singer_sdk.authenticators import BasicAuthenticator
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.retry import is_retriable_status
 
 if t.TYPE_CHECKING:
@@ -63,11 +64,12 @@ def _header_token(response: requests.Response, header: str) -> str:
     if value.lower().startswith("bearer "):
         value = value[7:].strip()
     if not value:
-        raise FatalAPIError(
+        msg = (
             f"{response.request.method} {requests.utils.urlparse(response.url).path} answered "
             f"{response.status_code} without a {header} header; check that api_url points at "
             "the Tradecloud API (it must end in /v2)."
         )
+        raise FatalAPIError(msg)
     return value
 
 
@@ -101,6 +103,7 @@ class TradecloudLoginAuth(AuthBase):
         self._refresh_token: str | None = None
         self._renew_at = 0.0
 
+    @override
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Put a valid access token on ``request`` and retry it once on a 401."""
         request.headers["Authorization"] = f"Bearer {self._current_token()}"
@@ -160,12 +163,13 @@ class TradecloudLoginAuth(AuthBase):
     def _login(self) -> None:
         response = self._get("/authentication/login", auth=self._basic)
         if response.status_code in {401, 403}:
-            raise LoginError(
+            msg = (
                 f"Tradecloud refused the login of {self._username!r} (HTTP "
                 f"{response.status_code}): check the username and password settings, and that "
                 "this user has Tradecloud's `integration` role (support@tradecloud1.com "
                 "assigns it)."
             )
+            raise LoginError(msg)
         self._check(response, "login")
         self._store_tokens(response)
         logger.info("Logged in to Tradecloud as %s.", self._username)
@@ -203,18 +207,18 @@ class TradecloudLoginAuth(AuthBase):
     def _get_once(self, path: str, **kwargs: t.Any) -> requests.Response:
         response = self._session.get(f"{self._api_url}{path}", timeout=self._timeout, **kwargs)
         if is_retriable_status(response.status_code):
-            raise RetriableAPIError(
-                f"{path} answered HTTP {response.status_code} {response.reason}", response
-            )
+            msg = f"{path} answered HTTP {response.status_code} {response.reason}"
+            raise RetriableAPIError(msg, response)
         return response
 
     @staticmethod
     def _check(response: requests.Response, what: str) -> None:
         if not response.ok:
-            raise FatalAPIError(
+            msg = (
                 f"Tradecloud {what} failed with HTTP {response.status_code} "
                 f"{response.reason}: {response.text[:500]}"
             )
+            raise FatalAPIError(msg)
 
 
 def basic_authenticator(username: str, password: str) -> BasicAuthenticator:

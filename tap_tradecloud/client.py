@@ -12,6 +12,7 @@ import msgspec
 from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.retry import is_retriable_status
 
 if t.TYPE_CHECKING:
@@ -37,16 +38,18 @@ def page_json(response: requests.Response) -> dict[str, t.Any]:
     try:
         body = _JSON_DECODER.decode(response.content)
     except ValueError as error:
-        raise FatalAPIError(
+        msg = (
             f"{response.request.method} {urlparse(response.url).path} answered HTTP "
             f"{response.status_code} with a body that is not JSON ({response.text[:200]!r}): "
             "check that api_url is the Tradecloud API base URL ending in /v2."
-        ) from error
+        )
+        raise FatalAPIError(msg) from error
     if not isinstance(body, dict):
-        raise FatalAPIError(
+        msg = (
             f"{response.request.method} {urlparse(response.url).path} answered a JSON "
             f"{type(body).__name__} where Tradecloud sends an object."
         )
+        raise FatalAPIError(msg)
     return body
 
 
@@ -61,34 +64,41 @@ class TradecloudStream(RESTStream[t.Any]):
         """The tap's shared connection (session, throttle, authenticator, retry policy)."""
         return t.cast("TradecloudConnection", self._tap.connection)  # type: ignore[attr-defined]
 
+    @override
     @property
     def url_base(self) -> str:
         """The ``api_url`` setting (``.../v2``)."""
         return self.connection.api_url
 
+    @override
     @property
     def requests_session(self) -> requests.Session:
         """The tap's shared, throttled session."""
         return self.connection.session
 
+    @override
     @property
     def authenticator(self) -> TradecloudLoginAuth | BasicAuthenticator:
         """The tap's shared authenticator (one login per run)."""
         return self.connection.authenticator
 
+    @override
     @property
     def timeout(self) -> int:
         """Seconds to wait for an answer (``request_timeout_seconds``)."""
         return self.connection.timeout
 
+    @override
     def request_decorator(self, func: Callable[..., t.Any]) -> Callable[..., t.Any]:
         """Retry under the connection's policy (honours ``Retry-After``, bounded tries)."""
         return self.connection.retry_policy.wrap(func, self.logger)
 
+    @override
     def parse_response(self, response: requests.Response) -> Iterable[dict]:
         """The ``data`` array of a Tradecloud list answer."""
         return t.cast("list[dict]", page_json(response).get("data") or [])
 
+    @override
     def validate_response(self, response: requests.Response) -> None:
         """Retry 429/5xx; fail other 4xx at once with a message that says what to fix."""
         status = response.status_code
@@ -99,6 +109,7 @@ class TradecloudStream(RESTStream[t.Any]):
         if status >= HTTPStatus.BAD_REQUEST:
             raise FatalAPIError(self.response_error_message(response))
 
+    @override
     def response_error_message(self, response: requests.Response) -> str:
         """What failed and what to do about it; never a credential or token."""
         request = response.request

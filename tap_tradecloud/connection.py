@@ -11,7 +11,6 @@ import typing as t
 from functools import cached_property
 
 import requests
-from singer_sdk.authenticators import BasicAuthenticator
 
 from tap_tradecloud.auth import TradecloudLoginAuth, basic_authenticator
 from tap_tradecloud.retry import RetryPolicy
@@ -19,6 +18,8 @@ from tap_tradecloud.throttle import ThrottledAdapter
 
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from singer_sdk.authenticators import BasicAuthenticator
 
 logger = logging.getLogger(__name__)
 

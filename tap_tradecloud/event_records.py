@@ -22,9 +22,8 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tap_tradecloud.spool import SpooledEvent
 from tap_tradecloud.timestamps import format_utc, parse_utc
 from tap_tradecloud.webhook.events import (
     MAX_DEPTH,
@@ -35,6 +34,9 @@ from tap_tradecloud.webhook.events import (
     is_xml,
     too_deep,
 )
+
+if TYPE_CHECKING:
+    from tap_tradecloud.spool import SpooledEvent
 
 SET_ASIDE = "set_aside"
 UNPARSED = "unparsed"

@@ -19,6 +19,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud import schemas
+from tap_tradecloud.compat import override
 from tap_tradecloud.streams import OrdersStream
 from tap_tradecloud.timestamps import normalise
 
@@ -65,9 +66,11 @@ class RunRecordCounter(metrics.Counter):
     this one logs on its interval and once at the end of the run (:meth:`exit`).
     """
 
+    @override
     def with_context(self, value: Context | None) -> None:
         """Keep no order id: the count is the run's."""
 
+    @override
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -80,6 +83,7 @@ class RunRecordCounter(metrics.Counter):
 class UnloggedTimer(metrics.Timer):
     """A sync timer that logs nothing (a per-order duration tells nobody anything)."""
 
+    @override
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -111,32 +115,38 @@ class OrderLinesStream(Stream):
             metrics.Metric.RECORD_COUNT, {metrics.Tag.STREAM: self.name}
         )
 
+    @override
     @property
     def emit_activate_version_messages(self) -> bool:
         """Never: each run sends only changed lines, so a version switch would delete the rest."""
         return False
 
+    @override
     def get_record_counter(
         self, *, endpoint: str | None = None, log_interval: float = metrics.DEFAULT_LOG_INTERVAL
     ) -> metrics.Counter:
         """One count for the whole run (see :class:`RunRecordCounter`)."""
         return self._record_counter
 
+    @override
     def get_sync_timer(self) -> metrics.Timer:
         """No per-order timing (see :class:`UnloggedTimer`)."""
         return UnloggedTimer(metrics.Metric.SYNC_DURATION, {metrics.Tag.STREAM: self.name})
 
+    @override
     def log_sync_costs(self) -> None:
         """At the end of the run: log the run's record count, then the SDK's costs."""
         self._record_counter.exit()
         super().log_sync_costs()
 
+    @override
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
         """The SDK's log, with its per-order "Beginning sync" line demoted to DEBUG."""
         if message.startswith("Beginning sync"):
             level = logging.DEBUG
         super().log(message, *args, level=level, **kwargs)
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         """The changed lines of the order the parent stream is emitting."""
         order = self._orders.current_order
@@ -155,6 +165,7 @@ class OrderLinesStream(Stream):
                 yield {**header, **line, "lastUpdatedAt": updated_at}
         watermarks.emitted(order)
 
+    @override
     def _generate_record_messages(
         self, record: dict
     ) -> Generator[singer.RecordMessage, None, None]:
@@ -181,10 +192,12 @@ class OrderLinesStream(Stream):
     # written before the order's own RECORD, with the parent's bookkeeping already counting that
     # order as emitted. The parent's STATE, written after the order's RECORD, carries this
     # stream's (empty) state too.
+    @override
     def _write_schema_message(self) -> None:
         if not self._schema_written:
             super()._write_schema_message()
             self._schema_written = True
 
+    @override
     def _write_state_message(self) -> None:
         pass

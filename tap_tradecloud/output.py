@@ -18,6 +18,8 @@ import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 
+from tap_tradecloud.compat import override
+
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
@@ -39,6 +41,7 @@ class SingerOutput(MsgSpecWriter):
         self._buffer = _LineBuffer(buffer_bytes)
         self._thread: threading.Thread | None = None
 
+    @override
     def write_message(self, message: Message) -> None:
         """Queue one message line for stdout (or write it at once to a text-only stdout)."""
         # bytes(): the SDK encodes every message into one shared bytearray.

@@ -19,6 +19,8 @@ import typing as t
 
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_tradecloud.compat import override
+
 if t.TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -96,14 +98,17 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         self._more = page_was_full
         return fresh
 
+    @override
     def get_next(self, response: requests.Response) -> WindowToken | None:
         """The token :meth:`take_page` decided on, or None after a short page."""
         return self._next_token() if self._more else None
 
+    @override
     def has_more(self, response: requests.Response) -> bool:
         """False once a short page came back (no extra empty request)."""
         return self._more
 
+    @override
     def continue_if_empty(self, response: requests.Response) -> bool:
         """A full page of re-reads yields no record but paging must go on."""
         return self._more
@@ -113,13 +118,14 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         offset = self._position - overlap
         limit = min(self._page_size + overlap, MAX_PAGE_SIZE, RESULT_WINDOW - offset)
         if limit <= overlap:
-            raise PagingError(
+            msg = (
                 f"More than {RESULT_WINDOW - 2} {self._noun}s share lastUpdatedAt {self._anchor}. "
                 f"Tradecloud serves at most {RESULT_WINDOW} results per query, so these "
                 f"{self._noun}s cannot all be read; the tap stops rather than skip any. Narrow the "
                 "extraction (company_id, process_status, logistics_status) or ask Tradecloud "
                 "support to spread the timestamps."
             )
+            raise PagingError(msg)
         return {"since": self._anchor, "offset": offset, "limit": limit}
 
     def _starts_with_last_read(self, records: list[dict]) -> bool:
@@ -132,11 +138,12 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         """An order left the anchor group while paging: read the group again from offset 0."""
         self._rereads += 1
         if self._rereads > MAX_GROUP_REREADS:
-            raise PagingError(
+            msg = (
                 f"The {self._noun}s sharing lastUpdatedAt {self._anchor} changed "
                 f"{MAX_GROUP_REREADS} "
                 "times while the tap was paging through them; run the tap again later."
             )
+            raise PagingError(msg)
         self._start_pass()
         self._more = True
 
@@ -145,13 +152,14 @@ class SlidingWindowPaginator(BaseAPIPaginator[WindowToken]):
         if updated_at > self._anchor:
             self._anchor, self._seen, self._position, self._rereads = updated_at, set(), 0, 0
         elif updated_at < self._anchor and self._in_window:
-            raise PagingError(
+            msg = (
                 f"Tradecloud answered out of lastUpdatedAt order: {self._noun} {order_id} "
                 f"(lastUpdatedAt {updated_at}) came after {self._noun}s updated at "
                 f"{self._anchor}. The tap pages on that order, so it stopped here: the bookmark "
                 "stays before this page and nothing is skipped (the next run reads the page "
                 f"again). If it happens again, {self._unsorted_advice}."
             )
+            raise PagingError(msg)
         self._position += 1
         self._last = (order_id, updated_at)
         if updated_at < self._anchor:

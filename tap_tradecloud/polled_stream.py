@@ -12,6 +12,7 @@ import typing as t
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud.client import TradecloudStream, page_json
+from tap_tradecloud.compat import override
 from tap_tradecloud.lookback import RecentRecords
 from tap_tradecloud.pagination import SlidingWindowPaginator, WindowToken
 from tap_tradecloud.timestamps import EPOCH, normalise, one_ms_before
@@ -70,6 +71,7 @@ class PolledStream(TradecloudStream):
         """The record's ``lastUpdatedAt`` as Tradecloud sends it."""
         return t.cast("str", record["lastUpdatedAt"])
 
+    @override
     def get_new_paginator(self) -> SlidingWindowPaginator:
         """A window starting at the bookmark (or start_date), skipping ids emitted there."""
         since = normalise(self.get_starting_replication_key_value(self.context) or EPOCH)
@@ -88,6 +90,7 @@ class PolledStream(TradecloudStream):
         )
         return self._paginator
 
+    @override
     def prepare_request_payload(
         self, context: Context | None, next_page_token: WindowToken | None
     ) -> dict[str, t.Any]:
@@ -102,6 +105,7 @@ class PolledStream(TradecloudStream):
         body["limit"] = next_page_token["limit"]
         return body
 
+    @override
     def parse_response(self, response: requests.Response) -> list[dict]:
         """The page's records not emitted before, with ``lastUpdatedAt`` normalised."""
         body = page_json(response)
@@ -117,6 +121,7 @@ class PolledStream(TradecloudStream):
             fresh = [record for record in fresh if not self._recent.is_emitted(record)]
         return fresh
 
+    @override
     def post_process(self, row: dict, context: Context | None = None) -> dict:
         """Remember the ids emitted at the newest timestamp, next to the bookmark."""
         if self._recent is not None:

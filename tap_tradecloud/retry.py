@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import logging
 import typing as t
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -18,6 +17,7 @@ import requests
 from singer_sdk.exceptions import RetriableAPIError
 
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Callable, Generator
 
 _T = t.TypeVar("_T")

@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import StreamSchema
 from singer_sdk.exceptions import FatalAPIError
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.line_watermarks import LineWatermarks
 from tap_tradecloud.polled_stream import (
     EMITTED_AT_BOOKMARK,
@@ -43,6 +44,7 @@ class OrdersStream(PolledStream):
         self.current_order: dict | None = None
         self.line_watermarks = LineWatermarks(EPOCH, {})
 
+    @override
     @property
     def path(self) -> str:  # type: ignore[override]
         """The endpoint the ``polling_api`` setting picks."""
@@ -52,6 +54,7 @@ class OrdersStream(PolledStream):
     def _searches(self) -> bool:
         return self.config.get("polling_api", "poll") == "search"
 
+    @override
     def get_new_paginator(self) -> SlidingWindowPaginator:
         """The polled window; also fixes which line changes ``order_lines`` owes this run."""
         first_run = "replication_key_value" not in self.stream_state
@@ -64,6 +67,7 @@ class OrdersStream(PolledStream):
         self.stream_state[LINES_FLOOR] = self.line_watermarks.floor
         return paginator
 
+    @override
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """The orders; once all are read, the next run owes ``order_lines`` nothing older."""
         for record in super().get_records(context):
@@ -75,15 +79,18 @@ class OrdersStream(PolledStream):
         del self.stream_state[LINES_FLOOR]
         self.state_manager.is_flushed = False  # so that the final STATE says so
 
+    @override
     def get_child_context(self, record: dict, context: Context | None) -> dict:
         """Hand the order to ``order_lines``, which reads its lines from it."""
         self.current_order = record
         return {"order_id": record["id"]}
 
+    @override
     def time_filter(self, since: str) -> dict[str, t.Any]:
         """``lastUpdatedAfter`` (poll, exclusive) or ``lastUpdatedSince`` (search, inclusive)."""
         return {"lastUpdatedSince": since} if self._searches else after_filter(since)
 
+    @override
     def sort(self) -> list[dict[str, str]] | None:
         """Search documents a ``sort``: ask for ``lastUpdatedAt`` ascending explicitly.
 
@@ -91,6 +98,7 @@ class OrdersStream(PolledStream):
         """
         return SORT_BY_LAST_UPDATED if self._searches else None
 
+    @override
     def unsorted_advice(self) -> str:
         """With poll, search is the alternative whose request names the sort."""
         if self._searches:
@@ -100,6 +108,7 @@ class OrdersStream(PolledStream):
             "and report it to Tradecloud support"
         )
 
+    @override
     def filters(self) -> dict[str, t.Any]:
         """Status filters and the company filter, as each endpoint spells them."""
         filters: dict[str, t.Any] = {}
@@ -134,19 +143,22 @@ class ShipmentsStream(PolledStream):
     path = "/shipment/poll"
     schema = StreamSchema(SCHEMAS, key="shipment")
 
+    @override
     def updated_at(self, record: dict) -> str:
         """``meta.lastUpdatedAt`` (documented), else a top-level ``lastUpdatedAt``."""
         meta = record.get("meta") or {}
         updated_at = meta.get("lastUpdatedAt") or record.get("lastUpdatedAt")
         if not isinstance(updated_at, str):
-            raise FatalAPIError(
+            msg = (
                 f"Tradecloud sent shipment {record.get('id')!r} without meta.lastUpdatedAt, "
                 "which the shipments stream pages and bookmarks on; nothing after it was "
                 "emitted. Report the shipment id to Tradecloud support, or deselect the "
                 "shipments stream until it is fixed."
             )
+            raise FatalAPIError(msg)
         return updated_at
 
+    @override
     def filters(self) -> dict[str, t.Any]:
         """``buyerShipment.companyId``: the only company filter Tradecloud documents here."""
         company_id = self.config.get("company_id")

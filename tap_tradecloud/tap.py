@@ -5,7 +5,6 @@ from __future__ import annotations
 import typing as t
 from functools import cached_property
 
-import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -14,6 +13,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.connection import TradecloudConnection
 from tap_tradecloud.order_lines import OrderLinesStream
 from tap_tradecloud.output import SingerOutput
@@ -21,6 +21,7 @@ from tap_tradecloud.settings import exit_on_invalid_config, setting_errors
 from tap_tradecloud.streams import OrdersStream, ShipmentsStream
 
 if t.TYPE_CHECKING:
+    import click
     from singer_sdk import Stream
     from singer_sdk.helpers.capabilities import CapabilitiesEnum
 
@@ -209,13 +210,15 @@ class TapTradecloud(Tap):
         """Build the tap; with ``validate_config``, refuse bad settings before any request."""
         super().__init__(*args, validate_config=validate_config, **kwargs)
         if validate_config and (errors := setting_errors(self.config)):
-            raise ConfigValidationError("Config validation failed", errors=errors)
+            msg = "Config validation failed"
+            raise ConfigValidationError(msg, errors=errors)
 
     @cached_property
     def connection(self) -> TradecloudConnection:
         """The one connection to Tradecloud that all streams of this run share."""
         return TradecloudConnection(self.config)
 
+    @override
     def discover_streams(self) -> list[Stream]:
         """``orders``, its child ``order_lines``, ``shipments``; ``webhook_events`` with a spool."""
         orders = OrdersStream(tap=self)
@@ -249,6 +252,7 @@ class TapTradecloud(Tap):
     # and `load_json`): the session must be logged out after every run, and the hooks that wrap
     # a run, `sync_all` and `run_connection_test`, are `@final`. Keep both copies in step with
     # `singer_sdk/tap_base.py` when upgrading the SDK.
+    @override
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``: the SDK's connection test, then log out."""
@@ -269,6 +273,7 @@ class TapTradecloud(Tap):
                 tap.connection.close()
         ctx.exit()
 
+    @override
     @classmethod
     def invoke(  # type: ignore[override]
         cls,

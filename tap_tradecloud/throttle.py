@@ -12,6 +12,8 @@ import typing as t
 
 from requests.adapters import HTTPAdapter
 
+from tap_tradecloud.compat import override
+
 if t.TYPE_CHECKING:
     import requests
 
@@ -27,12 +29,14 @@ class ThrottledAdapter(HTTPAdapter):
     def __init__(self, max_requests_per_second: float, **kwargs: t.Any) -> None:
         """Pace requests to ``max_requests_per_second`` (must be > 0)."""
         if max_requests_per_second <= 0:
-            raise ValueError("max_requests_per_second must be greater than 0")
+            msg = "max_requests_per_second must be greater than 0"
+            raise ValueError(msg)
         super().__init__(**kwargs)
         self._interval = HEADROOM / max_requests_per_second
         self._lock = threading.Lock()
         self._next_start = 0.0
 
+    @override
     def send(  # noqa: PLR0917  # HTTPAdapter.send's signature
         self,
         request: requests.PreparedRequest,

@@ -24,9 +24,11 @@ def parse_utc(value: str) -> dt.datetime:
     """Parse an ISO 8601 date-time that names its zone; raise ValueError otherwise."""
     match = _ISO_8601.fullmatch(value.strip())
     if match is None:
-        raise ValueError(f"{value!r} is not an ISO 8601 date-time")
+        msg = f"{value!r} is not an ISO 8601 date-time"
+        raise ValueError(msg)
     if match["zone"] is None:
-        raise ValueError(f"{value!r} has no time zone; add 'Z' or an offset such as '+01:00'")
+        msg = f"{value!r} has no time zone; add 'Z' or an offset such as '+01:00'"
+        raise ValueError(msg)
     zone = "+00:00" if match["zone"] in {"Z", "z"} else match["zone"]
     if len(zone) == 3:
         zone += ":00"

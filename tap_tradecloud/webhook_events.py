@@ -21,6 +21,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_tradecloud import event_records, spool
 from tap_tradecloud.client import TradecloudStream
+from tap_tradecloud.compat import override
 from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.webhook.events import NOTIFICATION
 
@@ -50,11 +51,13 @@ class WebhookEventsStream(TradecloudStream):
         """The ``spool_dir`` setting's backend: a local folder or an object store."""
         return spool.open_store(self.config["spool_dir"])
 
+    @override
     @property
     def partitions(self) -> list[dict]:
         """One context per receiver instance folder in the spool."""
         return [{PARTITION_KEY: name} for name in spool.list_partitions(self.spool_dir)]
 
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict]:
         """The partition's events after its bookmark, in spool order; prune loaded ones first."""
         if not context:  # the spool has no partition yet

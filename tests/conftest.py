@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typing as t
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +11,8 @@ from tests.seaweedfs import SeaweedFS
 from tests.tap_helpers import FakeTradecloud, make_order, ts
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import requests_mock as rm
 
 

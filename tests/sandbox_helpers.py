@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from aiohttp import web
 
-from tap_tradecloud.sandbox import SandboxServer
+if TYPE_CHECKING:
+    from tap_tradecloud.sandbox import SandboxServer
 
 USERNAME = "integration@example.com"
 PASSWORD = "sandbox-password"

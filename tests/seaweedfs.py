@@ -50,7 +50,8 @@ def _free_port_pairs(count: int) -> list[int]:
             chosen.append(port)
             if len(chosen) == count:
                 return chosen
-    raise RuntimeError("no free port pairs below 55000 on 127.0.0.1")
+    msg = "no free port pairs below 55000 on 127.0.0.1"
+    raise RuntimeError(msg)
 
 
 class SeaweedFS:
@@ -116,14 +117,16 @@ class SeaweedFS:
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited: {self.log_path.read_text()[-3000:]}")
+                msg = f"weed exited: {self.log_path.read_text()[-3000:]}"
+                raise RuntimeError(msg)
             try:
                 with socket.create_connection(("127.0.0.1", self.s3), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"weed's S3 port did not open: {self.log_path.read_text()[-3000:]}")
+        msg = f"weed's S3 port did not open: {self.log_path.read_text()[-3000:]}"
+        raise RuntimeError(msg)
 
     def create_bucket(self, name: str | None = None) -> str:
         """Create a bucket with ``weed shell`` (obstore cannot) and wait until it answers."""

@@ -139,7 +139,8 @@ def test_run_killed_midway_resumes_with_every_line_once(same_timestamp: bool) ->
 
         def die_on_page_4(n: int) -> None:
             if n == 4:
-                raise RuntimeError("tap killed")
+                msg = "tap killed"
+                raise RuntimeError(msg)
 
         sb.on_order_request = die_on_page_4
         cfg = tap_config(sb, page_size=40, max_retries=0)

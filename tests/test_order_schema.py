@@ -4,9 +4,8 @@ drop what the schema does not declare."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
@@ -14,6 +13,9 @@ import pytest
 from tap_tradecloud import schemas
 from tap_tradecloud.sandbox import generate_orders
 from tap_tradecloud.sandbox.activity import OrderChange, event_body
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SCHEMA = json.loads(resources.files(schemas).joinpath("order.json").read_text())
 

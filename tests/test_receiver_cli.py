@@ -7,7 +7,7 @@ import signal
 import socket
 import ssl
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -15,6 +15,9 @@ import requests
 from tap_tradecloud.spool import SpoolWriter
 from tap_tradecloud.webhook import cli
 from tests.webhook_helpers import ReceiverProcess, auth_headers, event_body
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CREDENTIAL_VARIABLES = (
     "TRADECLOUD_WEBHOOK_USERNAME",

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -20,6 +19,10 @@ from tests.webhook_helpers import (
     auth_headers,
     receiver_in_thread,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 TIMEOUT = 30
 

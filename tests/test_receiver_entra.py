@@ -13,11 +13,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
@@ -39,6 +37,10 @@ from tests.webhook_helpers import (
     receiver_in_thread,
     spool_files,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
 ISSUER = f"https://login.microsoftonline.com/{TENANT}/v2.0"

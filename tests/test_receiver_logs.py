@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import socket
 import time
-from pathlib import Path
-
-import pytest
+from typing import TYPE_CHECKING
 
 from tests.webhook_helpers import PATH, TOKEN, ReceiverProcess
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 BASIC = base64.b64encode(b"tradecloud:basic-secret-8a1f").decode()
 BODY_MARKER = "BODYBYTES-c0ffee"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from tap_tradecloud import spool
@@ -15,6 +14,11 @@ from tap_tradecloud.spool import SpoolWriter
 from tap_tradecloud.webhook.app import ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
 from tests.webhook_helpers import PATH, TOKEN, auth_headers, event_body, free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 
 def test_shutdown_waits_for_a_spool_write_in_progress(

@@ -7,8 +7,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -29,6 +28,10 @@ from tests.webhook_helpers import (
     small_tmpfs,
     spool_files,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 TIMEOUT = 10
 
@@ -321,7 +324,8 @@ def test_a_bug_gets_503_never_500(
     tmp_path: Path, receiver: InThreadReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(body: bytes) -> None:
-        raise KeyError("a bug")
+        msg = "a bug"
+        raise KeyError(msg)
 
     monkeypatch.setattr(receiver_app, "parse_event_body", broken)
     answer = requests.post(

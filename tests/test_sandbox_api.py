@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -13,6 +13,9 @@ from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, generate_orders
 from tap_tradecloud.sandbox.api import build_app
 from tap_tradecloud.sandbox.server import is_loopback
 from tests.sandbox_helpers import PASSWORD, TIMEOUT, USERNAME, bearer, ids, login, post
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 START = "2024-03-01T08:00:00.000Z"
 

@@ -7,14 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
 from tap_tradecloud.sandbox.cli import build_parser, main
 from tests.sandbox_helpers import PASSWORD, TIMEOUT, USERNAME, bearer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+/v2)")
 # The console script of the environment running the tests, even when it is not on PATH.

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -19,6 +18,9 @@ from tap_tradecloud.sandbox.data import (
     order_process_status,
 )
 from tests.sandbox_helpers import TIMEOUT, USERNAME, ids, login, post
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 Order = dict[str, Any]
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -18,6 +18,9 @@ from tap_tradecloud.sandbox import (
 from tap_tradecloud.sandbox.shipments import SHIPMENT_EVENTS
 from tests.sandbox_helpers import PASSWORD, TIMEOUT, USERNAME, Receiver, bearer, login
 from tests.webhook_helpers import TOKEN, receiver_in_thread, spool_files
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 START = "2024-03-01T08:00:00.000Z"
 NEXT_MS = "2024-03-01T08:00:00.001Z"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 import signal
 import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolConflictError, SpoolWriter
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 META = EventMeta(received_at="2026-01-02T03:04:05.678Z", method="POST", path="/webhooks/tradecloud")
 
@@ -69,7 +72,8 @@ def test_the_reader_cost_follows_the_files_present_not_the_highest_number(
     stray.write_bytes((tmp_path / "r1" / "events" / spool.event_file_name(1)).read_bytes())
 
     def give_up(*_: object) -> None:
-        raise TimeoutError("the reader walked the numbers instead of the files")
+        msg = "the reader walked the numbers instead of the files"
+        raise TimeoutError(msg)
 
     previous = signal.signal(signal.SIGALRM, give_up)
     signal.alarm(10)

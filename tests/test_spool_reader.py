@@ -6,12 +6,15 @@ import datetime
 import logging
 import os
 import threading
-from pathlib import Path
-
-import pytest
+from typing import TYPE_CHECKING
 
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolWriter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 UTC = datetime.timezone.utc
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import signal
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -23,6 +23,9 @@ from tests.webhook_helpers import (
     receiver_in_thread,
     sync,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.slow
 

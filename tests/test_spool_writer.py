@@ -6,14 +6,17 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolFullError, SpoolLockedError, SpoolWriter
 from tests.webhook_helpers import event_body, small_tmpfs, spool_files
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 META = EventMeta(
     received_at="2026-01-02T03:04:05.678Z",

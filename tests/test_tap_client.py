@@ -10,7 +10,6 @@ import typing as t
 import backoff._sync
 import pytest
 import requests
-import requests_mock as rm
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 import tap_tradecloud.auth
@@ -31,6 +30,9 @@ from tests.tap_helpers import (
     run_tap_failing,
     ts,
 )
+
+if t.TYPE_CHECKING:
+    import requests_mock as rm
 
 POLL = f"{API}/order-search/poll"
 

@@ -10,15 +10,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_tradecloud.pagination import RESULT_WINDOW
-from tap_tradecloud.sandbox import SandboxServer
 from tap_tradecloud.timestamps import one_ms_before
 from tests.scenario_subjects import SUBJECTS, Subject
 from tests.tap_helpers import RunOutput, catalog_selecting
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tap_tradecloud.sandbox import SandboxServer
 
 every_subject = pytest.mark.parametrize("subject", SUBJECTS, ids=str)
 
@@ -181,7 +185,8 @@ def test_run_killed_after_page_3_resumes_from_its_last_state(subject: Subject) -
 
         def die_on_page_4(n: int) -> None:
             if n == 4:
-                raise RuntimeError("tap killed")
+                msg = "tap killed"
+                raise RuntimeError(msg)
 
         subject.on_request(sb, die_on_page_4)
         cfg = subject.config(sb, page_size=40, max_retries=0)

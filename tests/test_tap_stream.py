@@ -6,7 +6,6 @@ import json
 import typing as t
 
 import pytest
-import requests_mock as rm
 from click.testing import CliRunner
 from singer_sdk.exceptions import ConfigValidationError
 
@@ -24,6 +23,8 @@ from tests.tap_helpers import (
 
 if t.TYPE_CHECKING:
     from pathlib import Path
+
+    import requests_mock as rm
 
 
 def search_bodies(mock: rm.Mocker) -> list[dict]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.webhook_helpers import Load, ReceiverProcess, bookmarks, config, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_sigkill_under_load_loses_no_acknowledged_event_and_doubles_none(tmp_path: Path) -> None:

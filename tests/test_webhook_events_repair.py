@@ -10,8 +10,7 @@ import json
 import logging
 import shutil
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import pytest
@@ -20,6 +19,9 @@ from tap_tradecloud import schemas, spool
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.webhook_events import WebhookEventsStream
 from tests.webhook_helpers import bookmarks, config, event_body, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 RECEIVED = "2026-01-01T00:00:00.000Z"
 SCHEMA = json.loads(resources.files(schemas).joinpath("webhook_event.json").read_text())

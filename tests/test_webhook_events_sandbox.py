@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer
 from tests.webhook_helpers import TOKEN, config, receiver_in_thread, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 CHANGES = 4
 

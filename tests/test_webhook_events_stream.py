@@ -9,9 +9,8 @@ import json
 import logging
 import os
 from contextlib import redirect_stdout
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytest
 import requests_mock
 
 from tap_tradecloud import spool
@@ -19,6 +18,11 @@ from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
 from tap_tradecloud.webhook_events import WebhookEventsStream
 from tests.webhook_helpers import API_URL, bookmarks, config, event_body, sync
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
 
 OLD = "2026-01-01T00:00:00.000Z"
 

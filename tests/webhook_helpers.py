@@ -13,11 +13,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -28,6 +27,9 @@ from tap_tradecloud.spool import SpoolWriter
 from tap_tradecloud.tap import TapTradecloud
 from tap_tradecloud.webhook.app import DEFAULT_MAX_BODY_BYTES, ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TOKEN = "test-webhook-token"
 USERNAME = "tradecloud"
@@ -163,7 +165,8 @@ class ReceiverProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"receiver exited: {self.log_path.read_text()}")
+                msg = f"receiver exited: {self.log_path.read_text()}"
+                raise RuntimeError(msg)
             try:
                 health = requests.get(self.url + "/healthz", timeout=5, verify=self.verify)
                 if health.status_code == 200:
@@ -171,7 +174,8 @@ class ReceiverProcess:
             except (requests.ConnectionError, requests.Timeout):
                 # Not listening yet, or too slow to answer on a loaded machine: ask again.
                 time.sleep(0.05)
-        raise RuntimeError("receiver did not become healthy")
+        msg = "receiver did not become healthy"
+        raise RuntimeError(msg)
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -7,14 +7,16 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from tap_tradecloud.sandbox.clock import now_ms
 from tap_tradecloud.sandbox.core import FAULT_KEYS, RequestRecord, Sandbox
 from tap_tradecloud.sandbox.query import BadRequest, parse_query
-from tap_tradecloud.sandbox.tokens import TokenPair
+
+if TYPE_CHECKING:
+    from tap_tradecloud.sandbox.tokens import TokenPair
 
 logger = logging.getLogger("tap_tradecloud.sandbox")
 

@@ -8,13 +8,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from tap_tradecloud.sandbox.core import DEFAULT_PASSWORD, DEFAULT_USERNAME, SandboxConfig
 from tap_tradecloud.sandbox.server import SandboxServer
 from tap_tradecloud.sandbox.webhook_sender import METHODS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import FrameType
 
 Number = TypeVar("Number", int, float)
 logger = logging.getLogger("tap_tradecloud.sandbox")
@@ -48,9 +50,11 @@ def _line_range(text: str) -> tuple[int, int]:
     try:
         bounds = (int(low), int(high or low))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN-MAX such as 1-50, got {text!r}") from None
+        msg = f"expected MIN-MAX such as 1-50, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
     if not 1 <= bounds[0] <= bounds[1]:
-        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+        msg = f"expected 1 <= MIN <= MAX, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
     return bounds
 
 
@@ -63,9 +67,11 @@ def _checked(
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+            msg = f"expected {expected}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
         if not accept(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            msg = f"expected {expected}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
         return value
 
     return parse

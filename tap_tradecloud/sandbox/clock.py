@@ -22,11 +22,11 @@ def parse_us(value: str) -> int:
     try:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{value!r} is not a timestamp; use the form YYYY-MM-DDThh:mm:ss.SSSZ"
-        ) from None
+        msg = f"{value!r} is not a timestamp; use the form YYYY-MM-DDThh:mm:ss.SSSZ"
+        raise ValueError(msg) from None
     if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone; use the form YYYY-MM-DDThh:mm:ss.SSSZ")
+        msg = f"{value!r} has no time zone; use the form YYYY-MM-DDThh:mm:ss.SSSZ"
+        raise ValueError(msg)
     delta = parsed - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

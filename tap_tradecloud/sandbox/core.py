@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tap_tradecloud.sandbox.activity import OrderChange, OrderChanger, event_body
 from tap_tradecloud.sandbox.clock import now_ms, parse_ms
@@ -21,6 +20,9 @@ from tap_tradecloud.sandbox.faults import Faults
 from tap_tradecloud.sandbox.shipments import Shipment, ShipmentBook
 from tap_tradecloud.sandbox.store import OrderStore
 from tap_tradecloud.sandbox.tokens import TokenService
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 DEFAULT_USERNAME = "integration@example.com"
 DEFAULT_PASSWORD = "sandbox-password"  # noqa: S105 - the documented default of an offline sandbox
@@ -38,7 +40,8 @@ FAULT_KEYS = (
 def check_fault(name: str, value: Any) -> None:
     """Refuse a fault setting that would make the sandbox misbehave in ways nobody asked for."""
     if name not in FAULT_KEYS:
-        raise ValueError(f"unknown fault setting {name!r}; known: {list(FAULT_KEYS)}")
+        msg = f"unknown fault setting {name!r}; known: {list(FAULT_KEYS)}"
+        raise ValueError(msg)
     if name == "retry_after":
         valid = isinstance(value, bool)
     elif name == "rate_limit_per_second":
@@ -50,7 +53,8 @@ def check_fault(name: str, value: Any) -> None:
     else:
         valid = _is_number(value) and value >= 0
     if not valid:
-        raise ValueError(f"bad value {value!r} for fault setting {name!r}")
+        msg = f"bad value {value!r} for fault setting {name!r}"
+        raise ValueError(msg)
 
 
 def _is_number(value: Any) -> bool:

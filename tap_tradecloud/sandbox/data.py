@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import gc
 import random
-from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tap_tradecloud.sandbox.clock import format_ms, parse_ms
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 Order = dict[str, Any]
 Line = dict[str, Any]
@@ -168,9 +170,8 @@ class OrderFactory:
         """
         low, high = lines_per_order
         if not 1 <= low <= high:
-            raise ValueError(
-                f"lines_per_order must be (min, max) with 1 <= min <= max, got {lines_per_order}"
-            )
+            msg = f"lines_per_order must be (min, max) with 1 <= min <= max, got {lines_per_order}"
+            raise ValueError(msg)
         self.lines_per_order = (low, high)
         rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
         self.buyer_ids = [_uuid(rng) for _ in range(3)]

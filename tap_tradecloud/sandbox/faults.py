@@ -7,8 +7,11 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _RETRYABLE_WITH_HINT = (429, 503)
 

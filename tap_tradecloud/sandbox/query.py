@@ -40,7 +40,8 @@ def parse_timestamp(value: Any, name: str) -> int:
     try:
         return parse_us(value)
     except ValueError as error:
-        raise BadRequest(f"`{name}`: {error}") from None
+        msg = f"`{name}`: {error}"
+        raise BadRequest(msg) from None
 
 
 def paging(body: dict[str, Any], max_limit: int = MAX_LIMIT) -> tuple[int, int]:

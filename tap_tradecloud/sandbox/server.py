@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import threading
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from tap_tradecloud.sandbox.api import build_app
 from tap_tradecloud.sandbox.core import Sandbox, SandboxConfig
-from tap_tradecloud.sandbox.data import Order
-from tap_tradecloud.sandbox.shipments import Shipment
 from tap_tradecloud.sandbox.webhook_sender import WebhookDelivery, WebhookSender
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from tap_tradecloud.sandbox.data import Order
+    from tap_tradecloud.sandbox.shipments import Shipment
 
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
@@ -91,13 +94,15 @@ class SandboxServer(Sandbox):
         self._thread = threading.Thread(target=self._run, name="tradecloud-sandbox", daemon=True)
         self._thread.start()
         if not self._started.wait(_START_TIMEOUT):
-            raise RuntimeError("the sandbox server did not start within a minute")
+            msg = "the sandbox server did not start within a minute"
+            raise RuntimeError(msg)
         if self._startup_error is not None:
             self._thread.join(_STOP_TIMEOUT)
-            raise RuntimeError(
+            msg = (
                 f"the sandbox could not start on {self.config.host}:{self.config.port}: "
                 f"{self._startup_error}"
-            ) from self._startup_error
+            )
+            raise RuntimeError(msg) from self._startup_error
 
     def stop(self) -> None:
         """Stop serving and wait for the thread to finish."""

@@ -13,16 +13,19 @@ import json
 import random
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.sandbox.clock import format_ms, parse_ms
 from tap_tradecloud.sandbox.data import Order, gc_paused, timestamps
 from tap_tradecloud.sandbox.filters import Facets, OrderFilter
 from tap_tradecloud.sandbox.query import BadRequest, paging, parse_timestamp, strings
 from tap_tradecloud.sandbox.store import Entry, OrderStore, Query, encode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 Shipment = dict[str, Any]
 
@@ -209,7 +212,8 @@ def generate_shipments(
 ) -> list[Shipment]:
     """``count`` shipments of ``orders``' lines, in bursts of shared timestamps, sorted."""
     if count and not orders:
-        raise ValueError("shipments need orders to ship; give the sandbox some orders")
+        msg = "shipments need orders to ship; give the sandbox some orders"
+        raise ValueError(msg)
     factory = ShipmentFactory(seed)
     start_ms = parse_ms(start) if start else min(parse_ms(o["lastUpdatedAt"]) for o in orders)
     stamps = timestamps(count, factory.rng, start_ms, same=same_timestamp)
@@ -225,6 +229,7 @@ def generate_shipments(
 class ShipmentStore(OrderStore):
     """The order store's index, keyed on a shipment's ``meta.lastUpdatedAt``."""
 
+    @override
     def _entry(self, order: Shipment) -> Entry:
         updated_at = shipment_updated_at(order)
         return Entry(
@@ -257,20 +262,24 @@ def shipment_facets(shipment: Shipment) -> Facets:
 def parse_shipment_query(body: Any) -> Query:
     """Validate a ``/shipment/poll`` body: ``lastUpdatedAfter``, ``buyerShipment.companyId``."""
     if not isinstance(body, dict):
-        raise BadRequest('the request body must be a JSON object such as {"filters": {...}}')
+        msg = 'the request body must be a JSON object such as {"filters": {...}}'
+        raise BadRequest(msg)
     unknown = sorted(set(body) - {"filters", "offset", "limit"})
     if unknown:
-        raise BadRequest(f"`body` has keys shipment poll does not support: {unknown}")
+        msg = f"`body` has keys shipment poll does not support: {unknown}"
+        raise BadRequest(msg)
     offset, limit = paging(body)
     filters = body.get("filters", {})
     if not isinstance(filters, dict):
-        raise BadRequest(f"`filters` must be an object, got {filters!r}")
+        msg = f"`filters` must be an object, got {filters!r}"
+        raise BadRequest(msg)
     unknown = sorted(set(filters) - {"lastUpdatedAfter", "buyerShipment"})
     if unknown:
-        raise BadRequest(
+        msg = (
             f"`filters` has keys shipment poll does not support: {unknown}; "
             "supported: ['buyerShipment', 'lastUpdatedAfter']"
         )
+        raise BadRequest(msg)
     since_us = None
     if "lastUpdatedAfter" in filters:
         since_us = parse_timestamp(filters["lastUpdatedAfter"], "filters.lastUpdatedAfter")
@@ -278,7 +287,8 @@ def parse_shipment_query(body: Any) -> Query:
     if "buyerShipment" in filters:
         section = filters["buyerShipment"]
         if not isinstance(section, dict) or set(section) - {"companyId"}:
-            raise BadRequest('`filters.buyerShipment` must be {"companyId": ...}')
+            msg = '`filters.buyerShipment` must be {"companyId": ...}'
+            raise BadRequest(msg)
         value = section.get("companyId", [])
         value = [value] if isinstance(value, str) else value
         buyer_ids = strings(value, "filters.buyerShipment.companyId") or None

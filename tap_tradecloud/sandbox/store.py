@@ -11,15 +11,18 @@ import heapq
 import itertools
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from tap_tradecloud.sandbox.clock import parse_ms
-from tap_tradecloud.sandbox.data import Order
 from tap_tradecloud.sandbox.filters import Facets, OrderFilter, Sort, facets_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from tap_tradecloud.sandbox.data import Order
 
 
 @dataclass(frozen=True, slots=True)

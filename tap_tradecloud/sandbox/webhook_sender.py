@@ -55,7 +55,8 @@ def authorization_header(auth: tuple[str, ...] | None) -> str | None:
         return aiohttp.encode_basic_auth(values[0], values[1])
     if kind == "bearer" and len(values) == 1:
         return f"Bearer {values[0]}"
-    raise ValueError('webhook_auth must be ("basic", user, password) or ("bearer", token)')
+    msg = 'webhook_auth must be ("basic", user, password) or ("bearer", token)'
+    raise ValueError(msg)
 
 
 def should_retry(status: int) -> bool:
@@ -78,7 +79,8 @@ class WebhookSender:
         timeout: float = 10.0,
     ) -> None:
         if method not in METHODS:
-            raise ValueError(f"webhook method must be one of {METHODS}, got {method!r}")
+            msg = f"webhook method must be one of {METHODS}, got {method!r}"
+            raise ValueError(msg)
         self.url = url
         self.method = method
         self._authorization = authorization_header(auth)
@@ -105,7 +107,8 @@ class WebhookSender:
     def submit(self, body: dict[str, Any], order_id: str) -> None:
         """Queue an event; safe to call from any thread."""
         if self._loop is None or self._queue is None:
-            raise RuntimeError("the webhook sender is not started")
+            msg = "the webhook sender is not started"
+            raise RuntimeError(msg)
         event = _Event(order_id, body, json.dumps(body, separators=(",", ":")).encode())
         with self._idle:
             self._pending += 1

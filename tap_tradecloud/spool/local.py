@@ -14,9 +14,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     INSTANCE_NAME,
@@ -26,6 +27,9 @@ from tap_tradecloud.spool.records import (
     SpoolLockedError,
     segment_sequence,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,6 +64,7 @@ class LocalStore:
         self._tmp_counter = itertools.count()
         self._locks: dict[str, int] = {}
 
+    @override
     def __str__(self) -> str:
         return str(self.root)
 

@@ -16,15 +16,18 @@ from __future__ import annotations
 import datetime
 import os
 import typing as t
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     INSTANCE_NAME,
     SpoolUnavailableError,
     segment_sequence,
 )
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
 
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "az", "abfs", "abfss")
 # A PUT that cannot finish in time answers 503 (the sender retries) rather than hanging.
@@ -79,6 +82,7 @@ class ObjectStore:
             msg = f"Cannot use the spool {self.url}: {exc}"
             raise SpoolUnavailableError(msg) from exc
 
+    @override
     def __str__(self) -> str:
         return self.url
 

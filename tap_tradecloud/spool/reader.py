@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import bisect
-import datetime
 import itertools
 import logging
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, replace
+from typing import TYPE_CHECKING
 
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
@@ -29,6 +28,10 @@ from tap_tradecloud.spool.records import (
     utc_now_ms,
 )
 from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
+
+if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Iterator
 
 LOGGER = logging.getLogger(__name__)
 
@@ -144,7 +147,8 @@ def read_event(spool_dir: SpoolLocation, instance: str, sequence: int) -> Spoole
         if event.sequence == sequence:
             return event
         break
-    raise FileNotFoundError(f"event {sequence} of spool partition {instance}")
+    msg = f"event {sequence} of spool partition {instance}"
+    raise FileNotFoundError(msg)
 
 
 def prune_events(

@@ -20,15 +20,18 @@ sequence numbers, so the segment's name and its record count give every event's 
 
 from __future__ import annotations
 
-import datetime
 import errno
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
 from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms  # noqa: F401 - re-exported
+
+if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Iterator
 
 EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import datetime
 import typing as t
 from pathlib import Path
 
 from tap_tradecloud.spool.local import LocalStore
 from tap_tradecloud.spool.objectstore import ObjectStore, is_object_store_url
 from tap_tradecloud.spool.records import EVENTS_DIR, event_file_name, key, segment_length
+
+if t.TYPE_CHECKING:
+    import datetime
 
 
 class Store(t.Protocol):

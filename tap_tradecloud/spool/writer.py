@@ -20,7 +20,7 @@ import uuid
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
-from types import TracebackType
+from typing import TYPE_CHECKING
 
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
@@ -37,6 +37,9 @@ from tap_tradecloud.spool.records import (
     validate_instance,
 )
 from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 
@@ -27,7 +28,6 @@ from tap_tradecloud.spool import (
     is_disk_full,
     utc_now_ms,
 )
-from tap_tradecloud.webhook.auth import Credentials
 from tap_tradecloud.webhook.events import (
     UnacceptableBodyError,
     check_xml_body,
@@ -37,6 +37,9 @@ from tap_tradecloud.webhook.events import (
     validate_order_id,
 )
 from tap_tradecloud.webhook.log_redaction import redact_aiohttp_logs
+
+if TYPE_CHECKING:
+    from tap_tradecloud.webhook.auth import Credentials
 
 ACCESS_LOGGER = logging.getLogger("tap_tradecloud.webhook.access")
 LOGGER = logging.getLogger(__name__)

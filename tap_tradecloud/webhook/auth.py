@@ -7,10 +7,15 @@ import base64
 import binascii
 import hmac
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tap_tradecloud.webhook.entra import EntraTokenValidator
+from tap_tradecloud.compat import override
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tap_tradecloud.webhook.entra import EntraTokenValidator
 
 USERNAME_ENV = "TRADECLOUD_WEBHOOK_USERNAME"
 PASSWORD_ENV = "TRADECLOUD_WEBHOOK_PASSWORD"  # noqa: S105 - the variable's name, not a secret
@@ -94,6 +99,7 @@ class Credentials:
             return hmac.compare_digest(value.encode("utf-8", "surrogateescape"), self.token)
         return False
 
+    @override
     def __repr__(self) -> str:
         """Never show the secrets."""
         configured = (("basic", self.basic), ("bearer", self.token), ("entra", self.entra))

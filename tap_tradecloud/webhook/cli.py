@@ -10,11 +10,12 @@ import os
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from tap_tradecloud.compat import override
 from tap_tradecloud.spool import (
     DEFAULT_MIN_FREE_BYTES,
     DEFAULT_MIN_FREE_INODES,
@@ -36,12 +37,16 @@ from tap_tradecloud.webhook.entra import (
     EntraTokenValidator,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 LOGGER = logging.getLogger("tap_tradecloud.webhook")
 
 
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line; request fields come from ``extra={"fields": ...}``."""
 
+    @override
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as JSON."""
         entry: dict[str, object] = {

@@ -21,12 +21,15 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKClientConnectionError, PyJWKClientError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LOGGER = logging.getLogger(__name__)
 
@@ -159,7 +162,9 @@ class EntraTokenValidator:
         try:
             keys = self._client.get_signing_keys(refresh=refresh)
         except PyJWKClientConnectionError as exc:
-            raise KeySetUnavailableError(f"cannot fetch the Entra JWKS: {exc}") from exc
+            msg = f"cannot fetch the Entra JWKS: {exc}"
+            raise KeySetUnavailableError(msg) from exc
         except PyJWKClientError as exc:  # reachable, but no usable signing key in it
-            raise KeySetUnavailableError(f"unusable Entra JWKS: {exc}") from exc
+            msg = f"unusable Entra JWKS: {exc}"
+            raise KeySetUnavailableError(msg) from exc
         return next((key for key in keys if key.key_id == kid), None)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ORDER_EVENT_KEYS = ("orderEvent", "singleDeliveryOrderEvent", "orderDocumentsEvent")
 SHIPMENT = "shipment"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 
+from tap_tradecloud.compat import override
+
 AIOHTTP_LOGGERS = (
     "aiohttp.access",
     "aiohttp.internal",
@@ -26,6 +28,7 @@ WITHHELD = "<withheld>"
 class RequestBytesFilter(logging.Filter):
     """Strip everything a log record could carry from the request; keep the rest."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` in place and let it through."""
         message = str(record.msg)

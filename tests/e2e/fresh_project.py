@@ -6,9 +6,12 @@ import contextlib
 import os
 import signal
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.e2e.pipeline import MELTANO, REPO_ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def user_environment(**variables: str) -> dict[str, str]:

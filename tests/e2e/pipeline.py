@@ -9,12 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import requests
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MELTANO = REPO_ROOT / ".venv-meltano" / "bin" / "meltano"
@@ -81,12 +84,14 @@ class Receiver:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"receiver exited: {self.log_path.read_text()}")
+                msg = f"receiver exited: {self.log_path.read_text()}"
+                raise RuntimeError(msg)
             with contextlib.suppress(requests.ConnectionError):
                 if requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).ok:
                     return
             time.sleep(0.1)
-        raise RuntimeError("receiver did not become healthy within 20 s")
+        msg = "receiver did not become healthy within 20 s"
+        raise RuntimeError(msg)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -143,9 +148,8 @@ class MeltanoProject:
     def run_pipeline(self, loader: str = "target-postgres") -> subprocess.CompletedProcess:
         result = self.meltano("run", "tap-tradecloud", loader)
         if result.returncode != 0:
-            raise AssertionError(
-                f"meltano run failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
-            )
+            msg = f"meltano run failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+            raise AssertionError(msg)
         return result
 
     def start_pipeline(self) -> subprocess.Popen:

@@ -12,10 +12,8 @@ import datetime as dt
 import decimal
 import json
 import uuid
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -23,6 +21,10 @@ from psycopg.types.json import set_json_loads
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer, generate_orders
 from tests.e2e.pipeline import PG_DSN, MeltanoProject, Warehouse
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

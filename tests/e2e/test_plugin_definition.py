@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
@@ -11,6 +11,9 @@ import yaml
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer
 from tests.e2e.fresh_project import init_project, run_in_session, user_environment
 from tests.e2e.pipeline import REPO_ROOT
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 DEFINITION = REPO_ROOT / "meltano" / "tap-tradecloud.yml"

@@ -8,16 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer
 from tests.e2e.pipeline import MELTANO, REPO_ROOT, MeltanoProject, Warehouse, postgres_answers
 from tests.test_order_lines import change
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 OPEN_PROCESS = {"Issued", "InProgress", "Confirmed"}

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -19,6 +18,10 @@ import pytest
 from tap_tradecloud.sandbox import free_port
 from tests.e2e.fresh_project import init_project, run_in_session, user_environment
 from tests.e2e.pipeline import PG_DSN, REPO_ROOT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
