@@ -96,9 +96,15 @@ def expected_line(order: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]
     return {**line, **header}
 
 
+#: Top-level columns the schema declares with ``format: date``: target-postgres makes them `date`.
+DATE_COLUMNS = {"firstDeliveryDate"}
+
+
 def expected_value(column: str, value: Any) -> Any:
     if column == "lastUpdatedAt":
         return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+    if column in DATE_COLUMNS and value is not None:
+        return dt.date.fromisoformat(value)
     return as_json_values(value)
 
 
