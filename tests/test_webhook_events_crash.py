@@ -44,6 +44,11 @@ def test_sigkill_under_load_loses_no_acknowledged_event_and_doubles_none(tmp_pat
     assert bookmarks(states[-1]) == {"crash": len(records)}
 
 
+#: Enough events per client thread that the load outlasts several tap runs, even with group
+#: commit making the receivers fast (40 were all stored before the first run ended).
+PER_THREAD = 200
+
+
 def test_several_receivers_share_a_spool_while_the_tap_reads_repeatedly(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     receivers = [ReceiverProcess(spool_dir, f"host-{i}") for i in range(3)]
@@ -53,7 +58,7 @@ def test_several_receivers_share_a_spool_while_the_tap_reads_repeatedly(tmp_path
         for receiver in receivers:
             receiver.wait_healthy()
         loads = [
-            Load(r.webhook_url, threads=4, per_thread=40, prefix=f"host-{i}").start()
+            Load(r.webhook_url, threads=4, per_thread=PER_THREAD, prefix=f"host-{i}").start()
             for i, r in enumerate(receivers)
         ]
         state: dict | None = None
@@ -72,6 +77,6 @@ def test_several_receivers_share_a_spool_while_the_tap_reads_repeatedly(tmp_path
 
     acknowledged = set().union(*(load.acknowledged for load in loads))
     assert runs > 1
-    assert len(acknowledged) == 3 * 4 * 40
+    assert len(acknowledged) == 3 * 4 * PER_THREAD
     assert len(read) == len(set(read))  # none read twice across runs
     assert set(read) == acknowledged  # none skipped
