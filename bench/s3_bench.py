@@ -15,12 +15,13 @@ import subprocess
 import time
 from typing import TYPE_CHECKING
 
-from bench.common import BENCH, BIN, PYTHON, Measured, Section, Target, free_port, run_measured
+from bench.common import BENCH, BIN, PYTHON, Measured, Section, Target, run_measured
 from bench.receiver_bench import TOKEN, serving
 from bench.spool_bench import _webhook_events_only
 from bench.tap_bench import tap_command
 from bench.webhook_load import event_body, percentile
 from tap_tradecloud import spool
+from tap_tradecloud.sandbox import free_port
 from tests.seaweedfs import SeaweedFS
 
 if TYPE_CHECKING:
