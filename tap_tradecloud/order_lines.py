@@ -8,18 +8,16 @@ from what the ``orders`` stream had emitted when the run started (:class:`LineWa
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import typing as t
-from importlib import resources
 
 import singer_sdk.singerlib as singer
 from singer_sdk import Stream, metrics
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_tradecloud import schemas
 from tap_tradecloud.compat import override
+from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.streams import OrdersStream
 from tap_tradecloud.timestamps import normalise
 
@@ -53,10 +51,6 @@ def line_schema(order_schema: Mapping[str, t.Any]) -> dict[str, t.Any]:
         "properties": properties,
         "required": ["order_id", "id"],
     }
-
-
-def _order_schema() -> dict[str, t.Any]:
-    return t.cast("dict", json.loads(resources.files(schemas).joinpath("order.json").read_text()))
 
 
 class RunRecordCounter(metrics.Counter):
@@ -101,7 +95,7 @@ class OrderLinesStream(Stream):
     primary_keys = ("order_id", "id")
     replication_key = None  # the `orders` bookmark decides; see LineWatermarks
     state_partitioning_keys: t.ClassVar[list[str]] = []  # no state entry per order
-    schema = line_schema(_order_schema())
+    schema = line_schema(SCHEMAS.get_schema("order"))
     # Lines are JSON from the API already (and `lastUpdatedAt` normalised): nothing to conform.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 

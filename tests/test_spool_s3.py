@@ -22,6 +22,7 @@ from tests.webhook_helpers import (
     event_body,
     receiver_in_thread,
     sync,
+    ten_events_after_restart,
 )
 
 if TYPE_CHECKING:
@@ -108,12 +109,7 @@ def test_two_receivers_on_one_bucket_one_killed_every_acknowledged_event_once(
         edge_a.stop()
         edge_b.stop()
     restarted = receiver("edge-a")
-    try:
-        restarted.wait_healthy()
-        after = Load(restarted.webhook_url, threads=2, per_thread=5, prefix="after").start()
-        after.join()
-    finally:
-        restarted.stop()
+    after = ten_events_after_restart(restarted)
 
     records, states, _ = sync(config(s3_spool))
     again, _, _ = sync(config(s3_spool), states[-1])

@@ -5,7 +5,14 @@ from __future__ import annotations
 import signal
 from typing import TYPE_CHECKING
 
-from tests.webhook_helpers import Load, ReceiverProcess, bookmarks, config, sync
+from tests.webhook_helpers import (
+    Load,
+    ReceiverProcess,
+    bookmarks,
+    config,
+    sync,
+    ten_events_after_restart,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -23,12 +30,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event_and_doubles_none(tmp_pat
     finally:
         receiver.stop()
     restarted = ReceiverProcess(spool_dir, "crash")
-    try:
-        restarted.wait_healthy()
-        after = Load(restarted.webhook_url, threads=2, per_thread=5, prefix="after").start()
-        after.join()
-    finally:
-        restarted.stop()
+    after = ten_events_after_restart(restarted)
 
     records, states, _ = sync(config(spool_dir))
 

@@ -283,3 +283,14 @@ class Load:
                         self.acknowledged.add(message_id)
                     else:
                         self.failed += 1
+
+
+def ten_events_after_restart(receiver: ReceiverProcess) -> Load:
+    """Send 10 events to a restarted ``receiver`` (2 clients x 5), then stop it."""
+    try:
+        receiver.wait_healthy()
+        after = Load(receiver.webhook_url, threads=2, per_thread=5, prefix="after").start()
+        after.join()
+    finally:
+        receiver.stop()
+    return after
