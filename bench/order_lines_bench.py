@@ -9,7 +9,6 @@ It prints its section of RESULTS.md (append it there by hand; ``bench/run.py`` r
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Measured, Section, Target, median, run_measured, sandbox
-from bench.tap_bench import REALISTIC_LINES, profile_top, tap_command, tap_config
+from bench.tap_bench import REALISTIC_LINES, catalog, profile_top, tap_command, tap_config
 
 CPU_RATIO_TARGET = 1.3
 # name -> (streams selected, whether the `lines` property of `orders` is selected)
@@ -27,23 +26,6 @@ SELECTIONS = {
     "orders + order_lines": ({"orders", "order_lines"}, True),
     "orders without `lines` + order_lines": ({"orders", "order_lines"}, False),
 }
-
-
-def catalog(workdir: Path, config: Path, name: str, streams: set[str], lines: bool) -> Path:
-    """The discovered catalog with ``streams`` selected (and ``orders.lines`` or not)."""
-    discovered = workdir / "discovered.json"
-    if not discovered.exists():
-        run_measured([*tap_command(config), "--discover"], stdout=discovered)
-    entries = json.loads(discovered.read_text())
-    for stream in entries["streams"]:
-        for entry in stream["metadata"]:
-            if entry["breadcrumb"] == []:
-                entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
-            if entry["breadcrumb"] == ["properties", "lines"] and stream["stream"] == "orders":
-                entry["metadata"]["selected"] = lines
-    path = workdir / f"catalog-{len(list(workdir.glob('catalog-*')))}.json"
-    path.write_text(json.dumps(entries))
-    return path
 
 
 def order_lines_cpu(workdir: Path, orders: int, rounds: int, *, profile: bool = False) -> Section:

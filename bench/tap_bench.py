@@ -56,6 +56,23 @@ def tap_command(config: Path, catalog: Path | None = None) -> list[str]:
     return [*command, "--catalog", str(catalog)] if catalog else command
 
 
+def catalog(workdir: Path, config: Path, name: str, streams: set[str], lines: bool) -> Path:
+    """The discovered catalog with ``streams`` selected (and ``orders.lines`` or not)."""
+    discovered = workdir / "discovered.json"
+    if not discovered.exists():
+        run_measured([*tap_command(config), "--discover"], stdout=discovered)
+    entries = json.loads(discovered.read_text())
+    for stream in entries["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
+            if entry["breadcrumb"] == ["properties", "lines"] and stream["stream"] == "orders":
+                entry["metadata"]["selected"] = lines
+    path = workdir / f"catalog-{len(list(workdir.glob('catalog-*')))}.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
 def run_tap(workdir: Path, config: Path, catalog: Path | None = None) -> Measured:
     return run_measured(tap_command(config, catalog), log=workdir / "tap.log")
 
@@ -83,6 +100,8 @@ def throughput_and_requests(workdir: Path, orders: int, rounds: int) -> list[Sec
     """Benchmarks 1 and 2: the tap and the baseline, alternating, against one sandbox."""
     with sandbox(workdir, orders, REALISTIC_LINES) as sb:
         config = tap_config(workdir, sb.api_url)
+        # The baseline writes orders with their lines and nothing else: so does the tap here.
+        orders_only = catalog(workdir, config, "orders", {"orders"}, lines=True)
         taps: list[Measured] = []
         bases: list[Measured] = []
         counts: dict[str, int] = {}
@@ -91,13 +110,13 @@ def throughput_and_requests(workdir: Path, orders: int, rounds: int) -> list[Sec
             for who in order:
                 if who == "tap":
                     position = sb.log_position()
-                    taps.append(run_tap(workdir, config))
+                    taps.append(run_tap(workdir, config, orders_only))
                     counts = counts or sb.request_counts(position)
                 else:
                     bases.append(run_baseline(workdir, sb.api_url))
         throughput = _throughput_section(orders, rounds, taps, bases, sb.command, config)
         if throughput.targets and not all(t.met for t in throughput.targets):
-            throughput.profile = profile_top(workdir, tap_command(config))
+            throughput.profile = profile_top(workdir, tap_command(config, orders_only))
     requests = _requests_section(orders, counts)
     return [throughput, requests]
 
@@ -127,8 +146,9 @@ def _throughput_section(
         title=f"1. Tap throughput: {orders:,} orders of {low}-{high} lines",
         commands=[
             " ".join(sandbox_command),
-            f"tap-tradecloud --config {config.name} > /dev/null   # {config.name}: "
-            "api_url, sandbox credentials, start_date, max_requests_per_second=1000",
+            f"tap-tradecloud --config {config.name} --catalog CATALOG > /dev/null   # "
+            f"{config.name}: api_url, sandbox credentials, start_date, "
+            "max_requests_per_second=1000; CATALOG: `orders` (with `lines`) only, as the baseline",
             "PASSWORD=... python bench/baseline_client.py API_URL USER START > /dev/null",
             f"{rounds} rounds, the order alternating (tap first in odd rounds); medians",
         ],
@@ -207,8 +227,9 @@ def backlog_requests(workdir: Path, orders: int, section: Section) -> None:
     """Benchmark 2, continued: a backlog deeper than Tradecloud's 10,000-result window."""
     with sandbox(workdir, orders, (1, 2)) as sb:
         config = tap_config(workdir, sb.api_url, name="tap-backlog.json")
+        orders_only = catalog(workdir, config, "orders", {"orders"}, lines=True)
         records = workdir / "backlog.jsonl"
-        run_measured(tap_command(config), stdout=records, log=workdir / "tap.log")
+        run_measured(tap_command(config, orders_only), stdout=records, log=workdir / "tap.log")
         counts = sb.request_counts()
         baseline_records = workdir / "backlog-baseline.jsonl"
         env = {**os.environ, "PASSWORD": SANDBOX_PASSWORD}
