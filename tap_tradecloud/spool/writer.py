@@ -152,9 +152,9 @@ class SpoolWriter:
     def submit(self, body: bytes, meta: EventMeta) -> Future[int]:
         """Queue an event; the future gives its sequence number once it is durable.
 
-        Raises SpoolFullError at once when the free-space guard refuses.
+        Never blocks, so an event loop may call it. The free-space guard is checked once per
+        segment, before it is written; when it refuses, the future raises SpoolFullError.
         """
-        self.check_free_space()
         delivery = _Delivery(meta, body)
         with self._wake:
             if self._closing or self._committer is None or not self._committer.is_alive():
@@ -210,6 +210,7 @@ class SpoolWriter:
             if self._must_resync:
                 self._last_sequence = partition_end(self.store, self.instance)
                 self._must_resync = False
+            self.check_free_space()
             first = self._last_sequence + 1
             data = encode_segment([(delivery.meta, delivery.body) for delivery in batch])
             self._create_segment(first, data)
