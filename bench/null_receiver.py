@@ -15,7 +15,7 @@ from aiohttp import web
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.webhook.app import ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
-from tap_tradecloud.webhook.cli import _configure_logging
+from tap_tradecloud.webhook.cli import _logging
 
 
 class NullWriter(SpoolWriter):
@@ -33,8 +33,7 @@ class NullWriter(SpoolWriter):
 
 
 def main(port: int) -> None:
-    _configure_logging("INFO")
-    with tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
+    with _logging("INFO"), tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
         writer = NullWriter(folder, "baseline")
         writer.open()  # folders and lock only, so that /healthz answers as the receiver's does
         app = create_app(ReceiverConfig(credentials=Credentials.from_env()), writer)

@@ -202,3 +202,35 @@ def test_concurrent_submits_on_a_local_folder_share_segments(tmp_path: Path) -> 
     assert sorted(results) == list(range(1, 321))
     assert len(segments) < 320
     assert [e.sequence for e in spool.iter_events(tmp_path, "r1")] == list(range(1, 321))
+
+
+def test_a_group_that_arrives_one_by_one_shares_a_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a segment of three, the next three are waited for (briefly), not split up."""
+    with SpoolWriter(
+        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=2.0
+    ) as writer:
+        create = writer.store.create
+        writing = threading.Event()
+
+        def slow_create(key: str, data: bytes) -> None:
+            writing.set()
+            time.sleep(0.4)  # a slow store: the writer may wait up to half of this
+            create(key, data)
+
+        monkeypatch.setattr(writer.store, "create", slow_create)
+        first = writer.submit(b"{}", META)  # a segment of one: the next group is not waited for
+        assert writing.wait(timeout=30)
+        group = [writer.submit(b"{}", META) for _ in range(3)]  # queued while it is written
+        assert [f.result(timeout=30) for f in (first, *group)] == [1, 2, 3, 4]
+        trickle = []
+        for _ in range(3):
+            trickle.append(writer.submit(b"{}", META))
+            time.sleep(0.02)
+        assert [f.result(timeout=30) for f in trickle] == [5, 6, 7]
+        lone = writer.submit(b"{}", META)  # after a group of three, alone: waits, then goes
+        assert lone.result(timeout=30) == 8
+
+    names = sorted(spool_files(tmp_path, "r1", "events"))
+    assert [int(name.split(".")[0]) for name in names] == [1, 2, 5, 8]

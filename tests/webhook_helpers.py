@@ -86,6 +86,7 @@ class InThreadReceiver:
 
     url: str
     writer: SpoolWriter
+    app: web.Application
 
     @property
     def webhook_url(self) -> str:
@@ -114,14 +115,15 @@ def receiver_in_thread(
         max_pending_writes=max_pending_writes,
     )
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(config, writer), access_log=None)
+    app = create_app(config, writer)
+    runner = web.AppRunner(app, access_log=None)
     loop.run_until_complete(runner.setup())
     port = free_port()
     loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield InThreadReceiver(url=f"http://127.0.0.1:{port}", writer=writer)
+        yield InThreadReceiver(url=f"http://127.0.0.1:{port}", writer=writer, app=app)
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)

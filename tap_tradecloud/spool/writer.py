@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
@@ -48,6 +49,9 @@ DEFAULT_MIN_FREE_INODES = 1000
 DEFAULT_TMP_MAX_AGE_SECONDS = 3600.0
 DEFAULT_MAX_SEGMENT_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_SEGMENT_EVENTS = 1000
+DEFAULT_MAX_LINGER_SECONDS = 0.005
+# How long to wait for the rest of a group, as a share of the last segment's write time.
+LINGER_SHARE = 0.5
 
 
 @dataclass
@@ -74,6 +78,7 @@ class SpoolWriter:
         tmp_max_age_seconds: float = DEFAULT_TMP_MAX_AGE_SECONDS,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
         max_segment_events: int = DEFAULT_MAX_SEGMENT_EVENTS,
+        max_linger_seconds: float = DEFAULT_MAX_LINGER_SECONDS,
     ) -> None:
         self.instance = validate_instance(instance)
         self.store: Store = open_store(spool_dir)
@@ -82,6 +87,7 @@ class SpoolWriter:
         self.tmp_max_age_seconds = tmp_max_age_seconds
         self.max_segment_bytes = max_segment_bytes
         self.max_segment_events = max_segment_events
+        self.max_linger_seconds = max_linger_seconds
         self._queue: deque[_Delivery] = deque()
         self._wake = threading.Condition()
         self._closing = False
@@ -152,9 +158,9 @@ class SpoolWriter:
     def submit(self, body: bytes, meta: EventMeta) -> Future[int]:
         """Queue an event; the future gives its sequence number once it is durable.
 
-        Raises SpoolFullError at once when the free-space guard refuses.
+        Never blocks, so an event loop may call it. The free-space guard is checked once per
+        segment, before it is written; when it refuses, the future raises SpoolFullError.
         """
-        self.check_free_space()
         delivery = _Delivery(meta, body)
         with self._wake:
             if self._closing or self._committer is None or not self._committer.is_alive():
@@ -186,14 +192,34 @@ class SpoolWriter:
     # -- the committer thread -------------------------------------------------------------
 
     def _commit_loop(self) -> None:
+        expected, linger = 1, 0.0
         while True:
             with self._wake:
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 if not self._queue:
                     return
+                self._gather(expected, linger)
                 batch = self._take_batch()
+            started = time.monotonic()
             self._commit(batch)
+            expected = len(batch)
+            linger = min(self.max_linger_seconds, LINGER_SHARE * (time.monotonic() - started))
+
+    def _gather(self, expected: int, linger: float) -> None:
+        """Wait up to ``linger`` seconds until ``expected`` deliveries are queued.
+
+        The senders of the last segment tend to send again together, but their deliveries
+        arrive one by one: without waiting, the first of them goes alone and the rest wait a
+        whole write for the next segment. After a segment of one nothing is waited for, so a
+        lone delivery is never held back; the wait is a share of the last write's duration.
+        """
+        deadline = time.monotonic() + linger
+        while len(self._queue) < expected and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
 
     def _take_batch(self) -> list[_Delivery]:
         batch = [self._queue.popleft()]
@@ -210,6 +236,7 @@ class SpoolWriter:
             if self._must_resync:
                 self._last_sequence = partition_end(self.store, self.instance)
                 self._must_resync = False
+            self.check_free_space()
             first = self._last_sequence + 1
             data = encode_segment([(delivery.meta, delivery.body) for delivery in batch])
             self._create_segment(first, data)

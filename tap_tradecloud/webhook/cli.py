@@ -4,9 +4,13 @@ Entra issuer, audience and key-set URL (public values) come from flags or the en
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import socket
 import ssl
 import sys
@@ -38,7 +42,7 @@ from tap_tradecloud.webhook.entra import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 LOGGER = logging.getLogger("tap_tradecloud.webhook")
 
@@ -58,7 +62,23 @@ class JsonLogFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # rendered by _LogQueueHandler before the record left its thread
+            entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
+
+
+class _LogQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the log thread as they are, with message and traceback rendered."""
+
+    @override
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
 
 
 def _positive_int(text: str) -> int:
@@ -211,17 +231,36 @@ def _ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-def _configure_logging(level: str) -> None:
+@contextlib.contextmanager
+def _logging(level: str) -> Iterator[None]:
+    """Log JSON lines to stderr from a thread of their own, until the block ends.
+
+    A write to a log file can wait for the file system's journal while the spool fsyncs on
+    the same disk; on the event loop that wait stalled every request, so only the log thread
+    writes.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(records, handler)
+    logging.basicConfig(level=level, handlers=[_LogQueueHandler(records)], force=True)
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # writes what is queued
+        logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the receiver until SIGTERM or SIGINT; return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.log_level)
+    with _logging(args.log_level):
+        return _run(parser, args)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         instance = validate_instance(args.instance_id)
         entra = _entra_validator(args)
