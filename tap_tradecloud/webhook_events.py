@@ -18,6 +18,7 @@ from functools import cached_property
 
 from singer_sdk import StreamSchema
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 
 from tap_tradecloud import event_records, spool
 from tap_tradecloud.client import TradecloudStream
@@ -43,13 +44,27 @@ class WebhookEventsStream(TradecloudStream):
     is_sorted = True  # within a partition; state_partitioning_keys stays None so it counts
     schema = StreamSchema(SCHEMAS, key="webhook_event")
     path = "/order/{orderId}"  # the only API call: GET-notification enrichment
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
+    # Every value of a record is built here JSON-ready (``event_records``): conforming it
+    # would only copy the record, at a cost per event.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     STATE_MSG_FREQUENCY = 100  # a crash re-emits at most this many events
 
     @cached_property
     def spool_dir(self) -> spool.SpoolLocation:
         """The ``spool_dir`` setting's backend: a local folder or an object store."""
         return spool.open_store(self.config["spool_dir"])
+
+    @cached_property
+    def embeds_stored_bodies(self) -> bool:
+        """Whether clean bodies go out as stored (``msgspec.Raw``) rather than as dicts.
+
+        Only the msgspec writer knows Raw: BATCH files, stream maps and flattening need dicts.
+        """
+        plain = all(
+            type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
+            for stream_map in self.stream_maps
+        )
+        return plain and not self.get_batch_config(self.config)
 
     @override
     @property
@@ -138,7 +153,7 @@ class WebhookEventsStream(TradecloudStream):
         reason = event.damage
         if reason is None:
             try:
-                record = event_records.build_record(event, warn)
+                record = event_records.build_record(event, warn, embed=self.embeds_stored_bodies)
             except Exception as exc:  # whatever it is, the event must not block the stream
                 reason = f"{type(exc).__name__}: {str(exc)[:300]}"
             else:
