@@ -138,7 +138,7 @@ class _LineBuffer:
                         break
                     lines = list(self._lines)
                     self._lines.clear()
-                stream.writelines(lines)
+                stream.write(b"".join(lines))  # one write call, not one per line
                 stream.flush()
                 with self._changed:
                     self._bytes -= sum(map(len, lines))
