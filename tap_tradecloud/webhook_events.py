@@ -29,7 +29,7 @@ from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.webhook.events import NOTIFICATION
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable
 
     from singer_sdk.helpers.types import Context
 
@@ -71,7 +71,9 @@ class WebhookEventsStream(TradecloudStream):
         return plain and all(self.mask.values()) and not self.get_batch_config(self.config)
 
     @override
-    def _generate_record_messages(self, record: dict) -> Iterator[singer.RecordMessage]:
+    def _generate_record_messages(
+        self, record: dict
+    ) -> Generator[singer.RecordMessage, None, None]:
         """The RECORD message of a record.
 
         The SDK walks every record against the selection mask and the stream maps; when
