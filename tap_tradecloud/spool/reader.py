@@ -81,26 +81,27 @@ def _read_segments(
     cheap (a local file); concurrent reads hide the latency of each GET of an object store.
     """
     folder = key(instance, EVENTS_DIR)
-    segments = [(first, f"{folder}/{event_file_name(first)}") for first in firsts]
 
-    def read(batch: list[tuple[int, str]]) -> list[tuple[int, bytes | None]]:
-        return [(first, _read_or_none(store, segment)) for first, segment in batch]
+    def read(batch: list[int]) -> list[tuple[int, bytes | None]]:
+        # Names are made here, per batch: a list of them all would grow with the partition.
+        return [
+            (first, _read_or_none(store, f"{folder}/{event_file_name(first)}")) for first in batch
+        ]
 
     size = max(store.read_batch, 1)
-    batches = [segments[start : start + size] for start in range(0, len(segments), size)]
-    if store.read_ahead <= 0 or len(batches) <= 1:
+    batches = (firsts[start : start + size] for start in range(0, len(firsts), size))
+    if store.read_ahead <= 0 or len(firsts) <= size:
         for batch in batches:
             yield from read(batch)
         return
     executor = ThreadPoolExecutor(store.read_ahead, thread_name_prefix="spool-read")
     pending: deque[Future[list[tuple[int, bytes | None]]]] = deque()
     try:
-        upcoming = iter(batches)
-        for batch in itertools.islice(upcoming, store.read_ahead):
+        for batch in itertools.islice(batches, store.read_ahead):
             pending.append(executor.submit(read, batch))
         while pending:
             done = pending.popleft().result()
-            following = next(upcoming, None)
+            following = next(batches, None)
             if following is not None:
                 pending.append(executor.submit(read, following))
             yield from done
