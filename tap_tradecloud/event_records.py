@@ -10,7 +10,8 @@ the stream's schema and loadable by target-postgres, so here:
 - ids that are not strings become text (numbers) or null (objects, lists);
 - a tXML body, or a body that is no JSON object, is carried as text in ``body_text``.
 
-Each repair is reported through ``warn`` so that nothing changes silently.
+Each repair is reported through ``warn`` so that nothing changes silently. A JSON body that
+needs none of them (nearly all) is decoded by ``verbatim`` instead and may be emitted as stored.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tap_tradecloud import verbatim
 from tap_tradecloud.timestamps import format_utc, parse_utc
 from tap_tradecloud.webhook.events import (
     MAX_DEPTH,
@@ -36,16 +38,14 @@ from tap_tradecloud.webhook.events import (
 )
 
 if TYPE_CHECKING:
+    import msgspec
+
     from tap_tradecloud.spool import SpooledEvent
 
 SET_ASIDE = "set_aside"
 UNPARSED = "unparsed"
-# PostgreSQL's numeric keeps up to 131072 digits before the point and 16383 after.
-NUMERIC_EXPONENT_LIMIT = 16000
+NUMERIC_EXPONENT_LIMIT = verbatim.NUMERIC_EXPONENT_LIMIT
 _UNEMITTABLE = re.compile("[\x00\ud800-\udfff]")
-# In a valid JSON body NUL and surrogates can only come as escapes: bodies without these
-# (nearly all) skip the walk through every string.
-_UNEMITTABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _CANONICAL_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9._-]+)", re.IGNORECASE)
@@ -109,6 +109,7 @@ class _Content:
     kind: str
     document: dict[str, Any] | None
     text: str | None
+    stored: msgspec.Raw | None = None  # the body as stored, proven to need no repair
 
 
 def _decode_text(body: bytes, content_type: str | None) -> str:
@@ -130,6 +131,9 @@ def _content(event: SpooledEvent, warn: Warn) -> _Content:
         return _Content(NOTIFICATION, {"orderId": clean_text(meta.order_id or "")}, None)
     if is_xml((meta.content_type or "").split(";")[0].strip().lower()):
         return _Content(TXML, None, _decode_text(event.body, meta.content_type))
+    clean = verbatim.clean_document(event.body)
+    if clean is not None:
+        return _Content(event_kind(clean[0]), clean[0], None, clean[1])
     numbers = _NumberRepairs()
     try:
         document = json.loads(
@@ -142,7 +146,7 @@ def _content(event: SpooledEvent, warn: Warn) -> _Content:
         return _Content(UNPARSED, None, _decode_text(event.body, meta.content_type))
     if numbers.repaired:
         warn("held numbers PostgreSQL cannot store (NaN, Infinity, huge exponents); repaired")
-    if b"\\u" in event.body and _UNEMITTABLE_ESCAPE.search(event.body):
+    if verbatim.has_unemittable_escape(event.body):
         document, changed = clean_json(document)
         if changed:
             warn("held NUL characters or lone surrogates; emitting them repaired")
@@ -189,8 +193,12 @@ def _checked_id(payload: dict[str, Any], key: str, warn: Warn) -> str | None:
     return text
 
 
-def build_record(event: SpooledEvent, warn: Warn) -> dict[str, Any]:
-    """The record of a stored event, without the fetched ``order`` (the stream adds it)."""
+def build_record(event: SpooledEvent, warn: Warn, *, embed: bool = False) -> dict[str, Any]:
+    """The record of a stored event, without the fetched ``order`` (the stream adds it).
+
+    With ``embed``, a body that needs no repair is ``event`` as ``msgspec.Raw``: its stored bytes,
+    written into the RECORD line as they are by the msgspec writer.
+    """
     content = _content(event, warn)
     document = content.document
     if content.kind == NOTIFICATION and document is not None:
@@ -218,7 +226,7 @@ def build_record(event: SpooledEvent, warn: Warn) -> dict[str, Any]:
         "order_id": order_id,
         "shipment_id": shipment_id,
         "last_updated_at": last_updated_at,
-        "event": document,
+        "event": content.stored if embed and content.stored is not None else document,
         "body_text": content.text,
     }
 

@@ -17,7 +17,10 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import StreamSchema
+from singer_sdk import singerlib as singer
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 
 from tap_tradecloud import event_records, spool
 from tap_tradecloud.client import TradecloudStream
@@ -26,7 +29,7 @@ from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.webhook.events import NOTIFICATION
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Generator, Iterable
 
     from singer_sdk.helpers.types import Context
 
@@ -43,13 +46,49 @@ class WebhookEventsStream(TradecloudStream):
     is_sorted = True  # within a partition; state_partitioning_keys stays None so it counts
     schema = StreamSchema(SCHEMAS, key="webhook_event")
     path = "/order/{orderId}"  # the only API call: GET-notification enrichment
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
+    # Every value of a record is built here JSON-ready (``event_records``): conforming it
+    # would only copy the record, at a cost per event.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     STATE_MSG_FREQUENCY = 100  # a crash re-emits at most this many events
 
     @cached_property
     def spool_dir(self) -> spool.SpoolLocation:
         """The ``spool_dir`` setting's backend: a local folder or an object store."""
         return spool.open_store(self.config["spool_dir"])
+
+    @cached_property
+    def emits_records_as_built(self) -> bool:
+        """Whether records go out as built, clean bodies as stored (``msgspec.Raw``).
+
+        So they do unless the SDK must change them: a deselected property, a stream map or
+        flattening (which also need the body as a dict), or BATCH files (whose encoder does
+        not know Raw).
+        """
+        plain = all(
+            type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
+            for stream_map in self.stream_maps
+        )
+        return plain and all(self.mask.values()) and not self.get_batch_config(self.config)
+
+    @override
+    def _generate_record_messages(
+        self, record: dict
+    ) -> Generator[singer.RecordMessage, None, None]:
+        """The RECORD message of a record.
+
+        The SDK walks every record against the selection mask and the stream maps; when
+        neither can change it (``emits_records_as_built``) that walk is skipped: it costs about
+        as much per event as reading and building the record.
+        """
+        if not self.emits_records_as_built:
+            yield from super()._generate_record_messages(record)
+            return
+        yield singer.RecordMessage(
+            stream=self.stream_maps[0].stream_alias,
+            record=record,
+            version=self._stream_version,
+            time_extracted=utc_now(),
+        )
 
     @override
     @property
@@ -138,7 +177,7 @@ class WebhookEventsStream(TradecloudStream):
         reason = event.damage
         if reason is None:
             try:
-                record = event_records.build_record(event, warn)
+                record = event_records.build_record(event, warn, embed=self.emits_records_as_built)
             except Exception as exc:  # whatever it is, the event must not block the stream
                 reason = f"{type(exc).__name__}: {str(exc)[:300]}"
             else:

@@ -59,6 +59,25 @@ def test_files_deleted_outside_the_tap_are_skipped_with_a_warning(
     assert "has no events 2 to 3" in caplog.text
 
 
+def test_segments_read_ahead_in_batches_come_in_order_from_any_bookmark(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = spool.open_store(tmp_path)
+    count = 3 * store.read_batch + 5  # several batches, read by the read-ahead thread
+    write(tmp_path, ["2026-01-01T00:00:00.000Z"] * count)
+
+    for after in (0, 1, store.read_batch, store.read_batch + 1, count - 1):
+        assert sequences(tmp_path, after) == list(range(after + 1, count + 1))
+    events = spool.iter_events(tmp_path, "r1")
+    assert next(events).sequence == 1
+    gone = count - 2  # pruned by another run after the listing, before it is read
+    (tmp_path / "r1" / "events" / spool.event_file_name(gone)).unlink()
+    with caplog.at_level(logging.WARNING):
+        rest = [event.sequence for event in events]
+    assert rest == [n for n in range(2, count + 1) if n != gone]
+    assert f"has no events {gone} to {gone}" in caplog.text
+
+
 def test_a_corrupt_file_is_yielded_with_its_damage_so_the_stream_can_set_it_aside(
     tmp_path: Path,
 ) -> None:

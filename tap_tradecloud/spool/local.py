@@ -37,6 +37,7 @@ TMP_DIR = "tmp"
 LOCK_FILE = "writer.lock"
 FILE_MODE = 0o660
 DIR_MODE = 0o770
+READ_CHUNK = 1024 * 1024
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -57,7 +58,8 @@ class LocalStore:
     """A spool in a local folder (or a network file system that honours link and fsync)."""
 
     durable_listing = False  # a folder listing may miss files that appear during it
-    read_ahead = 0
+    read_ahead = 1  # one batch read by a thread while the tap works on the one before
+    read_batch = 16
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser()
@@ -230,8 +232,15 @@ class LocalStore:
 
     def read(self, key: str) -> bytes:
         """The object's bytes; FileNotFoundError if it is not there."""
-        with open(os.path.join(self.root, key), "rb") as file:  # noqa: PTH118, PTH123 - hot path
-            return file.read()
+        # os.read without a file object: half the cost per segment, which is per few events.
+        fd = os.open(os.path.join(self.root, key), os.O_RDONLY | os.O_CLOEXEC)  # noqa: PTH118
+        try:
+            chunks = []
+            while chunk := os.read(fd, READ_CHUNK):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
 
     def delete(self, keys: list[str]) -> None:
         """Delete objects (missing ones are fine) and make the deletion durable."""

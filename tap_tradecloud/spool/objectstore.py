@@ -57,7 +57,8 @@ class ObjectStore:
     """A spool under a bucket prefix."""
 
     durable_listing = True  # a LIST is consistent and in key order
-    read_ahead = 8  # segments fetched concurrently ahead of the reader
+    read_ahead = 8  # GETs running concurrently ahead of the reader
+    read_batch = 1
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")

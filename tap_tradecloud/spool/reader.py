@@ -74,36 +74,46 @@ def _segments_from(store: Store, instance: str, after: int) -> list[int]:
 def _read_segments(
     store: Store, instance: str, firsts: list[int]
 ) -> Iterator[tuple[int, bytes | None]]:
-    """Yield each segment's bytes in order (None when it is gone), fetching some ahead."""
+    """Yield each segment's bytes in order (None when it is gone), fetching some ahead.
+
+    A background read takes ``store.read_batch`` segments in turn; ``store.read_ahead`` such
+    reads run at once. Batches spare the reader a hand-over per segment where a read is
+    cheap (a local file); concurrent reads hide the latency of each GET of an object store.
+    """
     folder = key(instance, EVENTS_DIR)
-    keys = [f"{folder}/{event_file_name(first)}" for first in firsts]
 
-    def read(segment: str) -> bytes | None:
-        try:
-            return store.read(segment)
-        except FileNotFoundError:  # pruned since the listing by another run
-            return None
+    def read(batch: list[int]) -> list[tuple[int, bytes | None]]:
+        # Names are made here, per batch: a list of them all would grow with the partition.
+        return [
+            (first, _read_or_none(store, f"{folder}/{event_file_name(first)}")) for first in batch
+        ]
 
-    if store.read_ahead <= 0 or len(keys) <= 1:
-        for first, segment in zip(firsts, keys, strict=True):
-            yield first, read(segment)
+    size = max(store.read_batch, 1)
+    batches = (firsts[start : start + size] for start in range(0, len(firsts), size))
+    if store.read_ahead <= 0 or len(firsts) <= size:
+        for batch in batches:
+            yield from read(batch)
         return
     executor = ThreadPoolExecutor(store.read_ahead, thread_name_prefix="spool-read")
-    pending: deque[tuple[int, Future[bytes | None]]] = deque()
+    pending: deque[Future[list[tuple[int, bytes | None]]]] = deque()
     try:
-        upcoming = iter(zip(firsts, keys, strict=True))
-        for first, segment in upcoming:
-            pending.append((first, executor.submit(read, segment)))
-            if len(pending) >= store.read_ahead:
-                break
+        for batch in itertools.islice(batches, store.read_ahead):
+            pending.append(executor.submit(read, batch))
         while pending:
-            first, future = pending.popleft()
-            following = next(upcoming, None)
+            done = pending.popleft().result()
+            following = next(batches, None)
             if following is not None:
-                pending.append((following[0], executor.submit(read, following[1])))
-            yield first, future.result()
+                pending.append(executor.submit(read, following))
+            yield from done
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_or_none(store: Store, segment: str) -> bytes | None:
+    try:
+        return store.read(segment)
+    except FileNotFoundError:  # pruned since the listing by another run
+        return None
 
 
 def iter_events(spool_dir: SpoolLocation, instance: str, after: int = 0) -> Iterator[SpooledEvent]:

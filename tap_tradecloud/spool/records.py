@@ -26,6 +26,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
+
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
 from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms  # noqa: F401 - re-exported
 
@@ -43,6 +45,8 @@ SEQUENCE_DIGITS = 20
 EVENT_NAME = re.compile(rf"^(\d{{{SEQUENCE_DIGITS}}})\{EVENT_SUFFIX}$")
 INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 METADATA_MAX_BYTES = 64 * 1024
+# Several times faster than json.loads on a metadata line, which every event has.
+_METADATA_DECODER = msgspec.json.Decoder()
 
 
 class SpoolError(Exception):
@@ -188,8 +192,8 @@ def decode_records(data: bytes, where: str) -> Iterator[tuple[dict[str, object],
 
 def _metadata(line: bytes) -> dict[str, object] | None:
     try:
-        fields = json.loads(line)
-    except ValueError:
+        fields = _METADATA_DECODER.decode(line)
+    except ValueError:  # msgspec's DecodeError is one
         return None
     if not isinstance(fields, dict) or "received_at" not in fields:
         return None

@@ -18,6 +18,7 @@ class Store(t.Protocol):
 
     durable_listing: bool
     read_ahead: int
+    read_batch: int
 
     def location(self, key: str) -> t.Any: ...
     def open_partition(self, instance: str, *, tmp_max_age_seconds: float) -> None: ...
