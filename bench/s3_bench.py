@@ -128,7 +128,7 @@ def s3_spool(workdir: Path, receiver_events: int, read_sizes: tuple[int, int]) -
     growth = reads[1].max_rss_mb / reads[0].max_rss_mb - 1
     acknowledged = int(receivers["acknowledged"]) + 2 * 100  # and the warm-up
     return Section(
-        title="7. Spool on S3 (SeaweedFS 4.48 on loopback, obstore 0.12.1)",
+        title="9. Spool on S3 (SeaweedFS 4.48 on loopback, obstore 0.12.1)",
         commands=[
             "weed server -ip=127.0.0.1 -s3 -s3.port=P ...   # started by tests/seaweedfs.py",
             "AWS_ENDPOINT_URL=http://127.0.0.1:P AWS_ACCESS_KEY_ID=... " + command,
