@@ -128,6 +128,20 @@ class _LineBuffer:
                 break
             self._changed.wait(remaining)
 
+    def _take(self, limit: int) -> tuple[bytes, int]:
+        """Join the oldest lines, up to ``limit`` bytes (at least one line), into one chunk.
+
+        Taking everything at once would copy the whole buffer while a slow target blocks the
+        write: twice the buffer's bytes in memory. A bounded chunk keeps the copy small.
+        """
+        lines = [self._lines.popleft()]
+        size = len(lines[0])
+        while self._lines and size + len(self._lines[0]) <= limit:
+            line = self._lines.popleft()
+            lines.append(line)
+            size += len(line)
+        return b"".join(lines), size
+
     def drain_into(self, stream: t.BinaryIO) -> None:
         """Write lines to ``stream`` in order until finished; flush after every write."""
         try:
@@ -136,12 +150,11 @@ class _LineBuffer:
                     self._linger()
                     if not self._lines:
                         break
-                    lines = list(self._lines)
-                    self._lines.clear()
-                stream.write(b"".join(lines))  # one write call, not one per line
+                    chunk, size = self._take(WRITE_BYTES)
+                stream.write(chunk)  # one write call, not one per line
                 stream.flush()
                 with self._changed:
-                    self._bytes -= sum(map(len, lines))
+                    self._bytes -= size
                     self._changed.notify_all()
         except BaseException as error:  # handed to the tap's thread
             with self._changed:

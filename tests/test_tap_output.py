@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from tap_tradecloud.output import WRITE_BYTES, _LineBuffer
 from tap_tradecloud.sandbox import SandboxConfig, SandboxServer
 
 TAP = Path(sys.executable).parent / "tap-tradecloud"
@@ -90,3 +92,42 @@ def test_a_target_that_goes_away_fails_the_tap_instead_of_hanging(tmp_path: Path
                 tap.kill()
                 tap.wait()
     assert returncode != 0, (tmp_path / "tap.log").read_text()
+
+
+class _RecordingStream:
+    """A binary stream that records the size of every write."""
+
+    def __init__(self) -> None:
+        self.writes: list[int] = []
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> int:
+        self.writes.append(len(chunk))
+        self.data += chunk
+        return len(chunk)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_full_buffer_is_written_in_bounded_chunks_in_order() -> None:
+    """A backlog goes out in chunks of at most WRITE_BYTES, never as one copy of the buffer.
+
+    Joining the whole buffer while a slow target blocks the write held twice its bytes (64 MiB
+    at 32 MiB buffered): the tap's peak memory then grew with the backlog in benchmark 6.
+    """
+    buffer = _LineBuffer(max_bytes=64 * WRITE_BYTES)
+    lines = [f'{{"n":{n},"pad":"{"x" * 1000}"}}\n'.encode() for n in range(6000)]
+    for line in lines[:4000]:  # queued before the writer starts: a backlog of ~4 MB
+        buffer.put(line)
+    stream = _RecordingStream()
+    writer = threading.Thread(target=buffer.drain_into, args=(stream,))
+    writer.start()
+    for line in lines[4000:]:
+        buffer.put(line)
+    buffer.finish()
+    writer.join(timeout=30)
+
+    assert bytes(stream.data) == b"".join(lines)
+    assert max(stream.writes) <= WRITE_BYTES
+    assert len(stream.writes) < len(lines) / 50  # still batched, not a write per line
