@@ -329,7 +329,8 @@ def _pipeline_section(
         notes=[
             "The pipeline is the repository's meltano.yml as shipped (target-postgres with "
             "validate_records false, use_copy true, batch_size_rows 2000, orders.lines as one "
-            "jsonb). Orders have 8-12 lines (about 19 KB of JSON each). Peak RSS is each process's VmHWM, "
+            "jsonb). Orders have 8-12 lines (about 19 KB of JSON each). "
+            "Peak RSS is each process's VmHWM, "
             "sampled every 50 ms while meltano run runs. Child processes run without "
             "PYTHONDONTWRITEBYTECODE (set on this machine), with every virtual environment "
             "compiled once beforehand, as an installed pipeline runs. Meltano start-up is the "
