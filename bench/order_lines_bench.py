@@ -33,7 +33,7 @@ def order_lines_cpu(workdir: Path, orders: int, rounds: int, *, profile: bool = 
     with sandbox(workdir, orders, REALISTIC_LINES, max_runtime=2400) as sb:
         config = tap_config(workdir, sb.api_url)
         catalogs = {
-            name: catalog(workdir, config, name, streams, lines)
+            name: catalog(workdir, config, streams, lines=lines)
             for name, (streams, lines) in SELECTIONS.items()
         }
         runs: dict[str, list[Measured]] = {name: [] for name in catalogs}

@@ -56,7 +56,7 @@ def tap_command(config: Path, catalog: Path | None = None) -> list[str]:
     return [*command, "--catalog", str(catalog)] if catalog else command
 
 
-def catalog(workdir: Path, config: Path, name: str, streams: set[str], lines: bool) -> Path:
+def catalog(workdir: Path, config: Path, streams: set[str], *, lines: bool) -> Path:
     """The discovered catalog with ``streams`` selected (and ``orders.lines`` or not)."""
     discovered = workdir / "discovered.json"
     if not discovered.exists():
@@ -101,7 +101,7 @@ def throughput_and_requests(workdir: Path, orders: int, rounds: int) -> list[Sec
     with sandbox(workdir, orders, REALISTIC_LINES) as sb:
         config = tap_config(workdir, sb.api_url)
         # The baseline writes orders with their lines and nothing else: so does the tap here.
-        orders_only = catalog(workdir, config, "orders", {"orders"}, lines=True)
+        orders_only = catalog(workdir, config, {"orders"}, lines=True)
         taps: list[Measured] = []
         bases: list[Measured] = []
         counts: dict[str, int] = {}
@@ -227,7 +227,7 @@ def backlog_requests(workdir: Path, orders: int, section: Section) -> None:
     """Benchmark 2, continued: a backlog deeper than Tradecloud's 10,000-result window."""
     with sandbox(workdir, orders, (1, 2)) as sb:
         config = tap_config(workdir, sb.api_url, name="tap-backlog.json")
-        orders_only = catalog(workdir, config, "orders", {"orders"}, lines=True)
+        orders_only = catalog(workdir, config, {"orders"}, lines=True)
         records = workdir / "backlog.jsonl"
         run_measured(tap_command(config, orders_only), stdout=records, log=workdir / "tap.log")
         counts = sb.request_counts()
