@@ -50,7 +50,10 @@ class SingerOutput(MsgSpecWriter):
     def write_message(self, message: Message) -> None:
         """Queue one message line for stdout (or write it at once to a text-only stdout)."""
         # bytes(): the SDK encodes every message into one shared bytearray.
-        line = bytes(self.format_message(message))
+        self.write_line(bytes(self.format_message(message)))
+
+    def write_line(self, line: bytes) -> None:
+        """Queue one encoded message line, newline included, behind those queued before."""
         if sys.stdout is not sys.__stdout__:  # redirected in-process (tests): write at once
             _write_now(line)
             return

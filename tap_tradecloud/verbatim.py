@@ -50,7 +50,8 @@ _DECODER = msgspec.json.Decoder(float_hook=storable_decimal)
 
 def has_unemittable_escape(body: bytes) -> bool:
     """Whether ``body`` may hold NUL characters or surrogates (as JSON escapes)."""
-    return b"\\u" in body and UNEMITTABLE_ESCAPE.search(body) is not None
+    # A one-byte search runs at memchr speed; a two-byte one costs ten times more.
+    return b"\\" in body and UNEMITTABLE_ESCAPE.search(body) is not None
 
 
 def clean_document(body: bytes) -> tuple[dict[str, Any], msgspec.Raw] | None:

@@ -17,7 +17,7 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import StreamSchema
-from singer_sdk import singerlib as singer
+from singer_sdk.contrib.msgspec import serialize_jsonl
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
@@ -29,9 +29,11 @@ from tap_tradecloud.schemas import SCHEMAS
 from tap_tradecloud.webhook.events import NOTIFICATION
 
 if t.TYPE_CHECKING:
-    from collections.abc import Generator, Iterable
+    from collections.abc import Iterable
 
     from singer_sdk.helpers.types import Context
+
+    from tap_tradecloud.output import SingerOutput
 
 PARTITION_KEY = "receiver_instance"
 IDENTITY_KEY = "spool_partition_identity"
@@ -71,24 +73,35 @@ class WebhookEventsStream(TradecloudStream):
         return plain and all(self.mask.values()) and not self.get_batch_config(self.config)
 
     @override
-    def _generate_record_messages(
-        self, record: dict
-    ) -> Generator[singer.RecordMessage, None, None]:
-        """The RECORD message of a record.
+    def _write_record_message(self, record: dict) -> None:
+        """Write the RECORD line of a record.
 
-        The SDK walks every record against the selection mask and the stream maps; when
-        neither can change it (``emits_records_as_built``) that walk is skipped: it costs about
-        as much per event as reading and building the record.
+        The SDK walks every record against the selection mask and the stream maps and builds a
+        message object for it. When neither can change the record (``emits_records_as_built``)
+        the line is encoded here as the SDK's writer would: the walk and the message object
+        cost about as much per event as reading and building the record.
         """
         if not self.emits_records_as_built:
-            yield from super()._generate_record_messages(record)
+            super()._write_record_message(record)
             return
-        yield singer.RecordMessage(
-            stream=self.stream_maps[0].stream_alias,
-            record=record,
-            version=self._stream_version,
-            time_extracted=utc_now(),
-        )
+        message = {"type": "RECORD", "stream": self.stream_maps[0].stream_alias, "record": record}
+        if self._stream_version is not None:
+            message["version"] = self._stream_version
+        message["time_extracted"] = utc_now()
+        self._output.write_line(bytes(serialize_jsonl(message)))
+        self.state_manager.is_flushed = False
+
+    @cached_property
+    def _output(self) -> SingerOutput:
+        return t.cast("SingerOutput", self._tap.message_writer)
+
+    @override
+    def generate_child_contexts(
+        self, record: dict, context: Context | None
+    ) -> Iterable[Context | None]:
+        """Nothing: no stream is a child of this one (the SDK's default copies the context)."""
+        if self.child_streams:
+            yield from super().generate_child_contexts(record, context)
 
     @override
     @property

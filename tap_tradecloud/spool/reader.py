@@ -7,8 +7,9 @@ import itertools
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
+
+from msgspec.structs import asdict, replace
 
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,

@@ -23,10 +23,10 @@ from __future__ import annotations
 import errno
 import json
 import re
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
+from msgspec.structs import asdict
 
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
 from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms  # noqa: F401 - re-exported
@@ -73,8 +73,7 @@ class SpoolUnavailableError(SpoolError):
     """The object store did not answer or refused the request."""
 
 
-@dataclass(frozen=True)
-class EventMeta:
+class EventMeta(msgspec.Struct, frozen=True):
     """What the receiver knows about a request besides its body."""
 
     received_at: str
@@ -84,8 +83,7 @@ class EventMeta:
     order_id: str | None = None
 
 
-@dataclass(frozen=True)
-class SpooledEvent:
+class SpooledEvent(msgspec.Struct, frozen=True):
     """One acknowledged event as read back from the spool.
 
     ``damage`` says why a record could not be decoded (then ``meta`` holds only the time it was
@@ -100,8 +98,7 @@ class SpooledEvent:
     damage: str | None = None
 
 
-@dataclass(frozen=True)
-class QuarantinedBody:
+class QuarantinedBody(msgspec.Struct, frozen=True):
     """One refused body as read back from the quarantine folder."""
 
     name: str

@@ -20,8 +20,10 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from msgspec.structs import asdict
 
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
