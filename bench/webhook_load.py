@@ -96,9 +96,15 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        status = _complete_response(self.buffer)
-        if status is not None and self.waiter is not None and not self.waiter.done():
-            self.buffer.clear()
+        response = _complete_response(self.buffer)
+        if response is None:
+            return
+        status, keep_alive = response
+        self.buffer.clear()
+        if not keep_alive and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -118,20 +124,24 @@ class _Connection(asyncio.Protocol):
             timer.cancel()
 
 
-def _complete_response(buffer: bytearray) -> int | None:
-    """The status of the response in ``buffer`` once it is complete, else None."""
+def _complete_response(buffer: bytearray) -> tuple[int, bool] | None:
+    """The status of the response in ``buffer`` and whether the connection stays open, once
+    the response is complete; else None."""
     head_end = buffer.find(b"\r\n\r\n")
     if head_end < 0:
         return None
     head = bytes(buffer[:head_end]).lower()
     status = int(head[9:12])
     body_start = head_end + 4
+    keep_alive = b"\r\nconnection: close" not in head
     length = re.search(rb"\r\ncontent-length: *(\d+)", head)
     if length:
-        return status if len(buffer) >= body_start + int(length[1]) else None
-    if b"\r\ntransfer-encoding: chunked" in head:
-        return status if buffer.endswith(b"0\r\n\r\n") else None
-    return status  # no body
+        complete = len(buffer) >= body_start + int(length[1])
+    elif b"\r\ntransfer-encoding: chunked" in head:
+        complete = buffer.endswith(b"0\r\n\r\n")
+    else:
+        complete = True  # no body
+    return (status, keep_alive) if complete else None
 
 
 class Load:

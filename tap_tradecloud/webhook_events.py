@@ -84,7 +84,11 @@ class WebhookEventsStream(TradecloudStream):
         if not self.emits_records_as_built:
             super()._write_record_message(record)
             return
-        message = {"type": "RECORD", "stream": self.stream_maps[0].stream_alias, "record": record}
+        message: dict[str, t.Any] = {
+            "type": "RECORD",
+            "stream": self.stream_maps[0].stream_alias,
+            "record": record,
+        }
         if self._stream_version is not None:
             message["version"] = self._stream_version
         message["time_extracted"] = utc_now()
