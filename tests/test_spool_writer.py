@@ -109,7 +109,7 @@ def test_a_failed_write_leaves_nothing_behind(
 def test_a_failed_rename_leaves_nothing_behind_and_no_gap(
     tmp_path: Path, writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(source: Path, target: Path) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(spool.local.os, "link", fail)
@@ -234,3 +234,50 @@ def test_a_group_that_arrives_one_by_one_shares_a_segment(
 
     names = sorted(spool_files(tmp_path, "r1", "events"))
     assert [int(name.split(".")[0]) for name in names] == [1, 2, 5, 8]
+
+
+def test_without_unnamed_files_segments_go_through_tmp_and_stay_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without O_TMPFILE (EOPNOTSUPP): write-then-link through tmp/ instead."""
+    real_open = os.open
+    refused: list[int] = []
+
+    def open_without_tmpfile(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
+            refused.append(flags)
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spool.local.os, "open", open_without_tmpfile)
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+        sequences = [writer.write_event(f'{{"n":{n}}}'.encode(), META) for n in range(3)]
+
+    assert sequences == [1, 2, 3]
+    assert len(refused) <= 1  # the store remembers; identity and events then skip the attempt
+    assert spool_files(tmp_path, "r1", "tmp") == []
+    assert [event.body for event in spool.iter_events(tmp_path, "r1")] == [
+        b'{"n":0}',
+        b'{"n":1}',
+        b'{"n":2}',
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux only: O_TMPFILE")
+def test_segments_are_written_as_unnamed_files_on_linux(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No temporary name is created: nothing goes through tmp/ (where O_TMPFILE works)."""
+    made: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & os.O_CREAT:
+            made.append(str(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+        monkeypatch.setattr(spool.local.os, "open", recording_open)
+        assert writer.write_event(b"{}", META) == 1
+    assert made == []
+    assert [event.sequence for event in spool.iter_events(tmp_path, "r1")] == [1]
