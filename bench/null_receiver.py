@@ -5,6 +5,7 @@ python bench/null_receiver.py PORT      # Bearer token from $TRADECLOUD_WEBHOOK_
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from aiohttp import web
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.webhook.app import ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
-from tap_tradecloud.webhook.cli import _logging
+from tap_tradecloud.webhook.cli import SWITCH_INTERVAL_SECONDS, _logging
 
 
 class NullWriter(SpoolWriter):
@@ -28,11 +29,17 @@ class NullWriter(SpoolWriter):
         done.set_result(next(self._numbers))
         return done
 
+    def submit_from_loop(self, body: bytes, meta: EventMeta) -> asyncio.Future[int]:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        done.set_result(next(self._numbers))
+        return done
+
     def check_free_space(self) -> None:
         return None
 
 
 def main(port: int) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)  # as the receiver's main() does
     with _logging("INFO"), tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
         writer = NullWriter(folder, "baseline")
         writer.open()  # folders and lock only, so that /healthz answers as the receiver's does

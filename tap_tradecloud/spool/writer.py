@@ -13,14 +13,16 @@ second writer's segments are never overwritten.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
 import time
+import typing as t
 import uuid
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from msgspec.structs import asdict
@@ -58,9 +60,49 @@ LINGER_SHARE = 0.5
 
 @dataclass
 class _Delivery:
+    """One queued event and whoever waits for its sequence number: a thread or an event loop."""
+
     meta: EventMeta
     body: bytes
-    future: Future[int] = field(default_factory=Future)
+    future: Future[int] | None = None
+    waiter: asyncio.Future[int] | None = None
+
+    def settle(self, outcome: int | BaseException) -> None:
+        """Give a waiting thread its outcome (an event loop's waiter: see ``_settle_waiters``)."""
+        if self.future is None:
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
+
+
+def _settle(batch: list[_Delivery], outcomes: list[int] | BaseException) -> None:
+    """Hand every delivery of a segment its sequence number, or the error.
+
+    Threads are woken one by one; the waiters of an event loop all in one call into the loop
+    (a call per delivery costs the loop a wake-up each).
+    """
+    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], object]]] = {}
+    for index, delivery in enumerate(batch):
+        outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
+        if delivery.waiter is None:
+            delivery.settle(outcome)
+        else:
+            on_loops.setdefault(delivery.waiter.get_loop(), []).append((delivery.waiter, outcome))
+    for loop, settled in on_loops.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle_waiters, settled)
+
+
+def _settle_waiters(settled: list[tuple[asyncio.Future[int], object]]) -> None:
+    for waiter, outcome in settled:
+        if waiter.done():  # cancelled: its request is gone
+            continue
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(t.cast("int", outcome))
 
 
 class SpoolWriter:
@@ -163,14 +205,27 @@ class SpoolWriter:
         Never blocks, so an event loop may call it. The free-space guard is checked once per
         segment, before it is written; when it refuses, the future raises SpoolFullError.
         """
-        delivery = _Delivery(meta, body)
+        delivery = _Delivery(meta, body, future=Future())
+        self._enqueue(delivery)
+        return t.cast("Future[int]", delivery.future)
+
+    def submit_from_loop(self, body: bytes, meta: EventMeta) -> asyncio.Future[int]:
+        """Queue an event from a running event loop; await the result for its sequence number.
+
+        The same as :meth:`submit`, but the deliveries of one segment are settled with one
+        call into the loop.
+        """
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Delivery(meta, body, waiter=waiter))
+        return waiter
+
+    def _enqueue(self, delivery: _Delivery) -> None:
         with self._wake:
             if self._closing or self._committer is None or not self._committer.is_alive():
                 msg = "The spool writer is closed."
                 raise SpoolError(msg)
             self._queue.append(delivery)
             self._wake.notify()
-        return delivery.future
 
     def write_event(self, body: bytes, meta: EventMeta) -> int:
         """Store an event durably and return its sequence number.
@@ -244,14 +299,12 @@ class SpoolWriter:
             self._create_segment(first, data)
         except BaseException as exc:  # every waiting delivery hears of it (the receiver: 503)
             self._must_resync = True
-            for delivery in batch:
-                delivery.future.set_exception(exc)
+            _settle(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         self._last_sequence = first + len(batch) - 1
-        for offset, delivery in enumerate(batch):
-            delivery.future.set_result(first + offset)
+        _settle(batch, list(range(first, first + len(batch))))
 
     def _create_segment(self, first: int, data: bytes) -> None:
         segment = key(self.instance, EVENTS_DIR, event_file_name(first))

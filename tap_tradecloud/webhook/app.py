@@ -105,7 +105,7 @@ class _SpoolGate:
                 reason = str(exc)
                 name = await self.in_thread(lambda: self.writer.quarantine(body, meta, reason))
                 return _Stored(quarantine_name=name, reason=reason)
-            sequence = await asyncio.wrap_future(self.writer.submit(body, meta))
+            sequence = await self.writer.submit_from_loop(body, meta)
             return _Stored(sequence=sequence)
         finally:
             self.pending -= 1

@@ -45,6 +45,11 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
 LOGGER = logging.getLogger("tap_tradecloud.webhook")
+# Under load the event loop's thread runs Python almost without pause, while the spool's
+# committer needs the GIL back after each of the ten or so system calls of a segment write.
+# At Python's default of 5 ms a segment took 1.5-1.9 ms to write instead of its 0.6 ms of
+# system calls; a 0.5 ms interval gave 7-13% more acknowledged events/s at 16 connections.
+SWITCH_INTERVAL_SECONDS = 0.0005
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -254,6 +259,7 @@ def _logging(level: str) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the receiver until SIGTERM or SIGINT; return the exit code."""
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     parser = build_parser()
     args = parser.parse_args(argv)
     with _logging(args.log_level):
