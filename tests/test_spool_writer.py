@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -281,3 +282,75 @@ def test_segments_are_written_as_unnamed_files_on_linux(
         assert writer.write_event(b"{}", META) == 1
     assert made == []
     assert [event.sequence for event in spool.iter_events(tmp_path, "r1")] == [1]
+
+
+def _submit_together_from_a_loop(
+    writer: SpoolWriter, count: int, *, cancel: int | None = None
+) -> tuple[list[object], int]:
+    """Submit ``count`` deliveries while the committer is held; return outcomes and loop calls."""
+    release = threading.Event()
+    create = writer.store.create
+
+    def held_create(key: str, data: bytes) -> None:
+        release.wait(10)
+        create(key, data)
+
+    async def deliver() -> tuple[list[object], int]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        threadsafe = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            return threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        blocker = writer.submit_from_loop(b'{"n":"first"}', META)  # the committer holds it
+        await asyncio.sleep(0.05)
+        waiters = [writer.submit_from_loop(f'{{"n":{n}}}'.encode(), META) for n in range(count)]
+        if cancel is not None:
+            waiters[cancel].cancel()
+        release.set()
+        outcomes = await asyncio.gather(blocker, *waiters, return_exceptions=True)
+        return list(outcomes[1:]), calls
+
+    writer.store.create = held_create  # type: ignore[method-assign]
+    try:
+        return asyncio.run(deliver())
+    finally:
+        writer.store.create = create  # type: ignore[method-assign]
+
+
+def test_deliveries_from_an_event_loop_are_settled_with_one_call_per_segment(
+    tmp_path: Path, writer: SpoolWriter
+) -> None:
+    outcomes, calls = _submit_together_from_a_loop(writer, 10)
+
+    assert outcomes == list(range(2, 12))
+    assert calls == 2  # the first segment, then the ten queued behind it: one call each
+    assert [event.sequence for event in spool.iter_events(tmp_path, "r1")] == list(range(1, 12))
+
+
+def test_a_cancelled_waiter_does_not_keep_the_others_from_their_answers(
+    writer: SpoolWriter,
+) -> None:
+    outcomes, _ = _submit_together_from_a_loop(writer, 5, cancel=2)
+
+    assert isinstance(outcomes[2], asyncio.CancelledError)
+    assert [outcomes[i] for i in (0, 1, 3, 4)] == [2, 3, 5, 6]  # its event was stored anyway
+
+
+def test_every_waiter_of_a_failed_segment_hears_of_the_error(
+    tmp_path: Path, writer: SpoolWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(spool.local.os, "fsync", fail)
+    outcomes, _ = _submit_together_from_a_loop(writer, 4)
+    monkeypatch.undo()
+
+    assert all(isinstance(outcome, OSError) for outcome in outcomes)
+    assert spool_files(tmp_path, "r1", "events") == []
+    assert writer.write_event(b"{}", META) == 1  # nothing was taken
