@@ -123,6 +123,14 @@ class WebhookEventsStream(TradecloudStream):
         if self._partition_was_recreated(context, instance):
             bookmark = 0
         self._prune(instance, bookmark)
+        emitted = False
+        for event in spool.iter_events(self.spool_dir, instance, after=bookmark):
+            emitted = True
+            yield self._record(event)
+        if not emitted:  # an event above the bookmark proves the partition reaches past it
+            self._warn_if_below_bookmark(instance, bookmark)
+
+    def _warn_if_below_bookmark(self, instance: str, bookmark: int) -> None:
         highest = spool.highest_sequence(self.spool_dir, instance)
         if highest < bookmark:
             self.logger.warning(
@@ -134,8 +142,6 @@ class WebhookEventsStream(TradecloudStream):
                 bookmark,
                 bookmark,
             )
-        for event in spool.iter_events(self.spool_dir, instance, after=bookmark):
-            yield self._record(event)
 
     def _starting_sequence(self, context: Context) -> int:
         value = self.get_starting_replication_key_value(context)

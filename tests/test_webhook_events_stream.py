@@ -332,3 +332,42 @@ def test_a_json_object_without_a_known_payload_is_an_event_of_kind_unknown(
     records, _, _ = sync(config(tmp_path))
 
     assert [(r["event_type"], r["event"]) for r in records] == [("unknown", {"not": "an event"})]
+
+
+def test_a_partition_ending_below_its_bookmark_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same identity, fewer events than the bookmark (truncated by hand): say so, emit nothing."""
+    spool_events(tmp_path, "r1", [(event_body(message_id=f"m{i}"), post_meta()) for i in range(3)])
+    _, states, _ = sync(config(tmp_path))
+    state = json.loads(
+        json.dumps(states[-1]).replace('"replication_key_value": 3', '"replication_key_value": 9')
+    )
+    assert bookmarks(state) == {"r1": 9}
+
+    with caplog.at_level(logging.WARNING):
+        records, _, _ = sync(config(tmp_path), state)
+
+    assert records == []
+    assert "Spool partition r1 ends at sequence 3, below its bookmark 9" in caplog.text
+
+
+def test_a_partition_with_events_to_emit_is_listed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its end is only looked up when nothing lies above the bookmark (a listing per lookup)."""
+    spool_events(tmp_path, "r1", [(event_body(message_id=f"m{i}"), post_meta()) for i in range(3)])
+    lookups: list[str] = []
+    highest = spool.highest_sequence
+    monkeypatch.setattr(
+        spool,
+        "highest_sequence",
+        lambda where, name: (lookups.append(name), highest(where, name))[1],
+    )
+
+    records, states, _ = sync(config(tmp_path))
+    assert len(records) == 3
+    assert lookups == []
+
+    assert sync(config(tmp_path), states[-1])[0] == []
+    assert lookups == ["r1"]
