@@ -32,7 +32,7 @@ from bench.common import (
     run_measured,
     sandbox,
 )
-from bench.tap_bench import REALISTIC_LINES, tap_config
+from bench.tap_bench import REALISTIC_LINES, select, tap_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -384,23 +384,17 @@ def _catalog(workdir: Path, config: Path, shape: str) -> Path:
         check=True,
         env=child_env(),
     ).stdout
-    catalog = json.loads(discovered)
     shipped = shape == SHAPES[2]
+    streams = {"orders", "order_lines"} if shipped else {"orders"}
+    catalog = select(json.loads(discovered), streams, lines=not shipped)
     one_jsonb = {"type": ["array", "null"]}
     for stream in catalog["streams"]:
-        name = stream["tap_stream_id"]
-        selected = name == "orders" or (shipped and name == "order_lines")
         properties = stream["schema"]["properties"]
-        if name == "orders" and shape == SHAPES[1]:
+        if stream["tap_stream_id"] == "orders" and shape == SHAPES[1]:
             properties["lines"] = one_jsonb
-        if name == "order_lines":
+        if stream["tap_stream_id"] == "order_lines":
             for schedule in ("deliverySchedule", "deliveryScheduleIncludingRequests"):
                 properties[schedule] = one_jsonb
-        for entry in stream["metadata"]:
-            if entry["breadcrumb"] == []:
-                entry["metadata"]["selected"] = selected
-            if name == "orders" and entry["breadcrumb"] == ["properties", "lines"]:
-                entry["metadata"]["selected"] = not shipped
     path = workdir / f"catalog-{SHAPES.index(shape)}.json"
     path.write_text(json.dumps(catalog))
     return path

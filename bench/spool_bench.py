@@ -13,7 +13,7 @@ from bench.common import (
     Target,
     run_measured,
 )
-from bench.tap_bench import profile_top, tap_command
+from bench.tap_bench import profile_top, select, tap_command
 
 INSTANCE = "bench"
 EVENTS_PER_SECOND_TARGET = 20_000.0  # issue 11: from either backend
@@ -24,11 +24,7 @@ def _webhook_events_only(workdir: Path, config: Path) -> Path:
     """The tap's catalog with only ``webhook_events`` selected."""
     discovered = workdir / "spool-discovered.json"
     run_measured([*tap_command(config), "--discover"], stdout=discovered, log=workdir / "tap.log")
-    catalog = json.loads(discovered.read_text())
-    for stream in catalog["streams"]:
-        for entry in stream["metadata"]:
-            if entry["breadcrumb"] == []:
-                entry["metadata"]["selected"] = stream["tap_stream_id"] == "webhook_events"
+    catalog = select(json.loads(discovered.read_text()), {"webhook_events"}, lines=False)
     path = workdir / "spool-catalog.json"
     path.write_text(json.dumps(catalog))
     return path

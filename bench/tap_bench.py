@@ -61,16 +61,22 @@ def catalog(workdir: Path, config: Path, streams: set[str], *, lines: bool) -> P
     discovered = workdir / "discovered.json"
     if not discovered.exists():
         run_measured([*tap_command(config), "--discover"], stdout=discovered)
-    entries = json.loads(discovered.read_text())
-    for stream in entries["streams"]:
+    entries = select(json.loads(discovered.read_text()), streams, lines=lines)
+    path = workdir / f"catalog-{len(list(workdir.glob('catalog-*')))}.json"
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def select(catalog: dict, streams: set[str], *, lines: bool) -> dict:
+    """Mark ``streams`` selected in a discovered catalog, the others not; ``orders.lines`` as
+    ``lines`` says."""
+    for stream in catalog["streams"]:
         for entry in stream["metadata"]:
             if entry["breadcrumb"] == []:
                 entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
             if entry["breadcrumb"] == ["properties", "lines"] and stream["stream"] == "orders":
                 entry["metadata"]["selected"] = lines
-    path = workdir / f"catalog-{len(list(workdir.glob('catalog-*')))}.json"
-    path.write_text(json.dumps(entries))
-    return path
+    return catalog
 
 
 def run_tap(workdir: Path, config: Path, catalog: Path | None = None) -> Measured:
