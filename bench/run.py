@@ -45,7 +45,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    20_000, 3, 12_000, (5_000, 50_000), 4_000, 10.0, (10_000, 100_000),
+    20_000, 3, 12_000, (5_000, 50_000), 10_000, 10.0, (10_000, 100_000),
     (10_000, 50_000), (2, 1), 2_000, 2,
 )  # fmt: skip
 QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), (300, 600), (1, 1), 300, 1)
@@ -60,7 +60,11 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
     return {
         "1,2": requests_and_throughput,
         "3": lambda: [tap_bench.memory(workdir, sizes.memory_orders)],
-        "4": lambda: [receiver_bench.receiver(workdir, sizes.receiver_events, sizes.paced_seconds)],
+        "4": lambda: [
+            receiver_bench.receiver(
+                workdir, sizes.receiver_events, sizes.paced_seconds, sizes.rounds
+            )
+        ],
         "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],
         "6": lambda: [e2e_bench.end_to_end(workdir, sizes.e2e_orders, sizes.e2e_rounds)],
         "8": lambda: [
