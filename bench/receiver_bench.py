@@ -115,22 +115,28 @@ def _profile_receiver(workdir: Path, receiver_cmd: list[str], events: int) -> st
     return top_entries(out)
 
 
+def create_latency_ms(
+    location: str | Path, folder: str, body: bytes, count: int
+) -> tuple[float, float]:
+    """p50 and p99 ms of sequential create-only writes of ``body``, through the spool's store."""
+    store = spool.open_store(location)
+    times = []
+    for number in range(count):
+        started = time.perf_counter()
+        store.create(f"{folder}/{number:020d}.event", body)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return percentile(times, 0.5), percentile(times, 0.99)
+
+
 def segment_write_ms(folder: Path, count: int = 300) -> tuple[float, float]:
-    """p50 and p99 ms of one segment write on this disk, through the spool's own store.
+    """p50 and p99 ms of one 20 KB segment write (about ten 2 KB events) on this disk.
 
     The receiver's rate at 16 connections follows it: every acknowledgement waits for one.
     On the shared machines the benchmarks run on it has been seen between 0.35 and 1.3 ms.
     """
-    store = spool.open_store(folder)
     (folder / "events").mkdir(parents=True)
-    body = b"x" * 20_000  # about ten 2 KB events
-    times = []
-    for number in range(count):
-        started = time.perf_counter()
-        store.create(f"events/{number:020d}.event", body)
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return percentile(times, 0.5), percentile(times, 0.99)
+    return create_latency_ms(folder, "events", b"x" * 20_000, count)
 
 
 def receiver(workdir: Path, events: int, paced_seconds: float, rounds: int) -> Section:

@@ -12,14 +12,13 @@ import concurrent.futures
 import json
 import os
 import subprocess
-import time
 from typing import TYPE_CHECKING
 
 from bench.common import BENCH, BIN, PYTHON, Measured, Section, Target, run_measured
-from bench.receiver_bench import TOKEN, serving
+from bench.receiver_bench import TOKEN, create_latency_ms, serving
 from bench.spool_bench import _webhook_events_only
 from bench.tap_bench import tap_command
-from bench.webhook_load import event_body, percentile
+from bench.webhook_load import event_body
 from tap_tradecloud import spool
 from tap_tradecloud.sandbox import free_port
 from tests.seaweedfs import SeaweedFS
@@ -36,15 +35,7 @@ PUTS = 500
 
 def _put_latency(url: str) -> tuple[float, float]:
     """p50 and p99 ms of sequential create-only PUTs of a 2 KB object, through the spool."""
-    store = spool.open_store(url)
-    body = event_body(0)
-    latencies = []
-    for number in range(PUTS):
-        started = time.perf_counter()
-        store.create(f"latency/put-{number}", body)
-        latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
-    return percentile(latencies, 0.5), percentile(latencies, 0.99)
+    return create_latency_ms(url, "latency", event_body(0), PUTS)
 
 
 def _load(url: str, events: int) -> dict[str, float]:
