@@ -354,3 +354,27 @@ def test_every_waiter_of_a_failed_segment_hears_of_the_error(
     assert all(isinstance(outcome, OSError) for outcome in outcomes)
     assert spool_files(tmp_path, "r1", "events") == []
     assert writer.write_event(b"{}", META) == 1  # nothing was taken
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux only: O_TMPFILE")
+def test_where_proc_links_fail_segments_go_through_tmp_instead_of_failing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restricted /proc (EXDEV, EPERM...) must not turn every delivery into a 503."""
+    real_link = os.link
+    tried: list[str] = []
+
+    def link_without_proc(source: str, target: str, **kwargs: Any) -> None:
+        if str(source).startswith("/proc/"):
+            tried.append(str(source))
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+        real_link(source, target, **kwargs)
+
+    monkeypatch.setattr(spool.local.os, "link", link_without_proc)
+    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+        sequences = [writer.write_event(f'{{"n":{n}}}'.encode(), META) for n in range(3)]
+
+    assert sequences == [1, 2, 3]
+    assert len(tried) == 1  # the store remembers
+    assert spool_files(tmp_path, "r1", "tmp") == []
+    assert [event.sequence for event in spool.iter_events(tmp_path, "r1")] == [1, 2, 3]

@@ -39,6 +39,9 @@ LOGGER = logging.getLogger(__name__)
 
 # The errors of a file system or kernel without unnamed files.
 _NO_ANONYMOUS_FILES = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+# The errors of linking one through /proc where that is not possible (a restricted or missing
+# /proc, a link that is not followed); the write is then done the other way.
+_NO_PROC_LINK = {errno.EXDEV, errno.ENOENT, errno.EPERM, errno.EACCES, errno.EINVAL}
 
 TMP_DIR = "tmp"
 LOCK_FILE = "writer.lock"
@@ -162,14 +165,7 @@ class LocalStore:
             try:
                 _write_all(fd, data)
                 os.fsync(fd)
-                # A dir fd makes Python call linkat(), which can follow the /proc link.
-                os.link(
-                    f"/proc/self/fd/{fd}",
-                    target.name,
-                    src_dir_fd=folder,
-                    dst_dir_fd=folder,
-                    follow_symlinks=True,
-                )
+                _link_unnamed(fd, folder, target.name)
             finally:
                 os.close(fd)
             os.fsync(folder)
@@ -301,6 +297,21 @@ class LocalStore:
             folders.add(path.parent)
         for folder in folders:
             _fsync_dir(folder)
+
+
+def _link_unnamed(fd: int, folder: int, name: str) -> None:
+    """Give the unnamed file ``fd`` the name ``name`` in ``folder`` (FileExistsError if taken)."""
+    try:
+        # A dir fd makes Python call linkat(), which can follow the /proc link.
+        os.link(
+            f"/proc/self/fd/{fd}", name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=True
+        )
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno in _NO_PROC_LINK:
+            raise _AnonymousFilesUnsupportedError from exc
+        raise
 
 
 class _AnonymousFilesUnsupportedError(Exception):
