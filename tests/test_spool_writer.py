@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import threading
 import time
@@ -358,7 +359,7 @@ def test_every_waiter_of_a_failed_segment_hears_of_the_error(
 
 @pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux only: O_TMPFILE")
 def test_where_proc_links_fail_segments_go_through_tmp_instead_of_failing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A restricted /proc (EXDEV, EPERM...) must not turn every delivery into a 503."""
     real_link = os.link
@@ -371,10 +372,14 @@ def test_where_proc_links_fail_segments_go_through_tmp_instead_of_failing(
         real_link(source, target, **kwargs)
 
     monkeypatch.setattr(spool.local.os, "link", link_without_proc)
-    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer:
+    with (
+        caplog.at_level(logging.INFO),
+        SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as writer,
+    ):
         sequences = [writer.write_event(f'{{"n":{n}}}'.encode(), META) for n in range(3)]
 
     assert sequences == [1, 2, 3]
     assert len(tried) == 1  # the store remembers
+    assert "writing through tmp/ instead" in caplog.text
     assert spool_files(tmp_path, "r1", "tmp") == []
     assert [event.sequence for event in spool.iter_events(tmp_path, "r1")] == [1, 2, 3]

@@ -133,8 +133,14 @@ class LocalStore:
         if self._anonymous_files:
             try:
                 self._create_unnamed_then_link(target, data)
-            except _AnonymousFilesUnsupportedError:
+            except _AnonymousFilesUnsupportedError as exc:
                 self._anonymous_files = False
+                LOGGER.info(
+                    "Spool %s: unnamed files cannot be created and linked here (%s); writing "
+                    "through tmp/ instead.",
+                    self.root,
+                    exc.__cause__,
+                )
             else:
                 return
         instance = key.split("/", 1)[0]
