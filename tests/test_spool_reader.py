@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import array
 import datetime
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from tap_tradecloud import spool
@@ -169,3 +171,51 @@ def test_the_reader_makes_the_folder_durable_before_yielding_and_stops_at_that_p
 
     assert (first.sequence, rest) == (1, [2])
     assert sequences(tmp_path, after=2) == [3]
+
+
+class _SlowStore:
+    """A store whose reads take a while, recording how many bytes are being read at once."""
+
+    read_ahead = 4
+    read_batch = 1
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.lock = threading.Lock()
+        self.reading = 0
+        self.most = 0
+
+    def read(self, key: str) -> bytes:
+        size = self.sizes[int(key.rsplit("/", 1)[1].split(".", maxsplit=1)[0]) - 1]
+        with self.lock:
+            self.reading += size
+            self.most = max(self.most, self.reading)
+        time.sleep(0.01)
+        with self.lock:
+            self.reading -= size
+        return b"x" * size
+
+
+def test_reads_ahead_stay_within_the_byte_budget_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(spool.reader, "READ_AHEAD_BYTES", 1000)
+    sizes = [300] * 10 + [2500] + [100] * 20  # one segment larger than the whole budget
+    store = _SlowStore(sizes)
+
+    firsts = list(range(1, len(sizes) + 1))
+    read = list(spool.reader._read_segments(store, "r1", firsts, array.array("q", sizes)))  # type: ignore[arg-type]
+
+    assert [first for first, _ in read] == firsts
+    assert [len(data or b"") for _, data in read] == sizes
+    assert store.most == 2500  # the large one went alone; otherwise at most 1,000 bytes at once
+
+
+def test_without_sizes_reads_ahead_are_bounded_by_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool.reader, "READ_AHEAD_BYTES", 1)
+    store = _SlowStore([100] * 12)
+
+    read = list(spool.reader._read_segments(store, "r1", list(range(1, 13))))  # type: ignore[arg-type]
+
+    assert [first for first, _ in read] == list(range(1, 13))
+    assert 100 < store.most <= 4 * 100  # read_ahead reads at once; no sizes, no byte budget

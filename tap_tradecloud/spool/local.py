@@ -33,6 +33,7 @@ from tap_tradecloud.spool.records import (
 )
 
 if TYPE_CHECKING:
+    import array
     from collections.abc import Iterator
 
 LOGGER = logging.getLogger(__name__)
@@ -254,6 +255,10 @@ class LocalStore:
         present = sorted(seq for seq in self._scan(events_dir) if seq <= last)
         _fsync_dir(events_dir)
         return present
+
+    def sized_segments(self, instance: str) -> tuple[list[int], array.array[int] | None]:
+        """:meth:`segments`, with no sizes: a local read needs no byte budget."""
+        return self.segments(instance), None
 
     def highest_segment(self, instance: str) -> int:
         """The first sequence of the partition's last segment (0 when empty)."""

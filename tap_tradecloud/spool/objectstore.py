@@ -13,6 +13,7 @@ endpoint (a store on the same network, a test server) is allowed because it was 
 
 from __future__ import annotations
 
+import array
 import datetime
 import os
 import typing as t
@@ -57,7 +58,9 @@ class ObjectStore:
     """A spool under a bucket prefix."""
 
     durable_listing = True  # a LIST is consistent and in key order
-    read_ahead = 8  # GETs running concurrently ahead of the reader
+    # GETs running at once ahead of the reader, within READ_AHEAD_BYTES: a store tens of ms
+    # away answers 8 at a time with about 300 single-event segments/s, 32 with 750 (20 ms).
+    read_ahead = 32
     read_batch = 1
 
     def __init__(self, url: str) -> None:
@@ -147,9 +150,18 @@ class ObjectStore:
 
     def segments(self, instance: str) -> list[int]:
         """The first sequences of the partition's segments, sorted."""
+        return self.sized_segments(instance)[0]
+
+    def sized_segments(self, instance: str) -> tuple[list[int], array.array[int] | None]:
+        """The first sequences of the partition's segments, sorted, and their sizes in bytes."""
         prefix = f"{instance}/{EVENTS_DIR}/"
-        found = (segment_sequence(item["path"][len(prefix) :]) for item in self._objects(prefix))
-        return sorted(sequence for sequence in found if sequence is not None)
+        found = []
+        for item in self._objects(prefix):
+            sequence = segment_sequence(item["path"][len(prefix) :])
+            if sequence is not None:
+                found.append((sequence, int(item["size"])))
+        found.sort()
+        return [sequence for sequence, _ in found], array.array("q", (size for _, size in found))
 
     def highest_segment(self, instance: str) -> int:
         """The first sequence of the partition's last segment (0 when empty)."""

@@ -31,10 +31,13 @@ from tap_tradecloud.spool.records import (
 from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
 
 if TYPE_CHECKING:
+    import array
     import datetime
     from collections.abc import Iterator
 
 LOGGER = logging.getLogger(__name__)
+# Bytes of segments an object-store reader fetches ahead at most (besides one larger segment).
+READ_AHEAD_BYTES = 64 * 1024 * 1024
 
 
 def list_partitions(spool_dir: SpoolLocation) -> list[str]:
@@ -61,25 +64,28 @@ def partition_identity(spool_dir: SpoolLocation, instance: str) -> str | None:
     return data.decode(errors="replace").strip() or None
 
 
-def _segments_from(store: Store, instance: str, after: int) -> list[int]:
-    """The segments that may hold events above ``after``: the one holding it and later ones."""
-    firsts = store.segments(instance)
-    holding = bisect.bisect_right(firsts, after) - 1
-    if holding < 0:
-        return firsts
-    if holding + 1 < len(firsts) and firsts[holding + 1] == after + 1:
-        return firsts[holding + 1 :]  # the segment holding ``after`` ends there
-    return firsts[holding:]
+def _segments_from(
+    store: Store, instance: str, after: int
+) -> tuple[list[int], array.array[int] | None]:
+    """The segments that may hold events above ``after`` (the one holding it and later ones),
+    and their sizes when the store knows them."""
+    firsts, sizes = store.sized_segments(instance)
+    start = max(bisect.bisect_right(firsts, after) - 1, 0)
+    if start + 1 < len(firsts) and firsts[start + 1] == after + 1:
+        start += 1  # the segment holding ``after`` ends there
+    return firsts[start:], None if sizes is None else sizes[start:]
 
 
 def _read_segments(
-    store: Store, instance: str, firsts: list[int]
+    store: Store, instance: str, firsts: list[int], sizes: array.array[int] | None = None
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield each segment's bytes in order (None when it is gone), fetching some ahead.
 
     A background read takes ``store.read_batch`` segments in turn; ``store.read_ahead`` such
-    reads run at once. Batches spare the reader a hand-over per segment where a read is
-    cheap (a local file); concurrent reads hide the latency of each GET of an object store.
+    reads run at once, and, where the sizes are known, only as many as hold READ_AHEAD_BYTES
+    (one larger segment still goes alone). Batches spare the reader a hand-over per segment
+    where a read is cheap (a local file); concurrent reads hide the latency of each GET of an
+    object store.
     """
     folder = key(instance, EVENTS_DIR)
 
@@ -95,17 +101,29 @@ def _read_segments(
         for batch in batches:
             yield from read(batch)
         return
+
+    def cost(start: int) -> int:
+        return 0 if sizes is None else sum(sizes[start : start + size])
+
     executor = ThreadPoolExecutor(store.read_ahead, thread_name_prefix="spool-read")
-    pending: deque[Future[list[tuple[int, bytes | None]]]] = deque()
+    pending: deque[tuple[Future[list[tuple[int, bytes | None]]], int]] = deque()
+    held = 0  # bytes of the reads pending
     try:
-        for batch in itertools.islice(batches, store.read_ahead):
-            pending.append(executor.submit(read, batch))
+        for start, batch in zip(range(0, len(firsts), size), batches, strict=True):
+            bytes_needed = cost(start)
+            ready: list[tuple[int, bytes | None]] = []
+            while pending and (
+                len(pending) >= store.read_ahead or held + bytes_needed > READ_AHEAD_BYTES
+            ):
+                future, taken = pending.popleft()
+                held -= taken
+                ready.extend(future.result())
+            # Submitted before the ready ones are handed on, so reads go on meanwhile.
+            pending.append((executor.submit(read, batch), bytes_needed))
+            held += bytes_needed
+            yield from ready
         while pending:
-            done = pending.popleft().result()
-            following = next(batches, None)
-            if following is not None:
-                pending.append(executor.submit(read, following))
-            yield from done
+            yield from pending.popleft()[0].result()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
@@ -128,7 +146,8 @@ def iter_events(spool_dir: SpoolLocation, instance: str, after: int = 0) -> Iter
     """
     store = open_store(spool_dir)
     expected = after + 1
-    for first, data in _read_segments(store, instance, _segments_from(store, instance, after)):
+    firsts, sizes = _segments_from(store, instance, after)
+    for first, data in _read_segments(store, instance, firsts, sizes):
         if data is None:
             continue
         where = f"{instance}/{EVENTS_DIR}/{event_file_name(first)}"
