@@ -326,4 +326,4 @@ def _link_unnamed(fd: int, folder: int, name: str) -> None:
 
 
 class _AnonymousFilesUnsupportedError(Exception):
-    """The folder's file system cannot create unnamed files."""
+    """Unnamed files cannot be created here, or not linked through /proc."""

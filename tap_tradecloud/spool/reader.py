@@ -96,21 +96,17 @@ def _read_segments(
         ]
 
     size = max(store.read_batch, 1)
-    batches = (firsts[start : start + size] for start in range(0, len(firsts), size))
+    starts = range(0, len(firsts), size)
     if store.read_ahead <= 0 or len(firsts) <= size:
-        for batch in batches:
-            yield from read(batch)
+        for start in starts:
+            yield from read(firsts[start : start + size])
         return
-
-    def cost(start: int) -> int:
-        return 0 if sizes is None else sum(sizes[start : start + size])
-
     executor = ThreadPoolExecutor(store.read_ahead, thread_name_prefix="spool-read")
     pending: deque[tuple[Future[list[tuple[int, bytes | None]]], int]] = deque()
     held = 0  # bytes of the reads pending
     try:
-        for start, batch in zip(range(0, len(firsts), size), batches, strict=True):
-            bytes_needed = cost(start)
+        for start in starts:
+            bytes_needed = 0 if sizes is None else sum(sizes[start : start + size])
             ready: list[tuple[int, bytes | None]] = []
             while pending and (
                 len(pending) >= store.read_ahead or held + bytes_needed > READ_AHEAD_BYTES
@@ -119,7 +115,7 @@ def _read_segments(
                 held -= taken
                 ready.extend(future.result())
             # Submitted before the ready ones are handed on, so reads go on meanwhile.
-            pending.append((executor.submit(read, batch), bytes_needed))
+            pending.append((executor.submit(read, firsts[start : start + size]), bytes_needed))
             held += bytes_needed
             yield from ready
         while pending:

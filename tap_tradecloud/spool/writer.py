@@ -18,7 +18,6 @@ import contextlib
 import logging
 import threading
 import time
-import typing as t
 import uuid
 from collections import deque
 from concurrent.futures import Future
@@ -44,6 +43,7 @@ from tap_tradecloud.spool.records import (
 from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ DEFAULT_MAX_LINGER_SECONDS = 0.005
 # How long to wait for the rest of a group, as a share of the last segment's write time.
 LINGER_SHARE = 0.5
 
+Outcome = int | BaseException  # a delivery's sequence number, or why it was not stored
+
 
 @dataclass
 class _Delivery:
@@ -64,45 +66,39 @@ class _Delivery:
 
     meta: EventMeta
     body: bytes
-    future: Future[int] | None = None
-    waiter: asyncio.Future[int] | None = None
-
-    def settle(self, outcome: int | BaseException) -> None:
-        """Give a waiting thread its outcome (an event loop's waiter: see ``_settle_waiters``)."""
-        if self.future is None:
-            return
-        if isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
+    future: Future[int] | asyncio.Future[int]
 
 
-def _settle(batch: list[_Delivery], outcomes: list[int] | BaseException) -> None:
+def _settle(batch: list[_Delivery], outcomes: Sequence[int] | BaseException) -> None:
     """Hand every delivery of a segment its sequence number, or the error.
 
     Threads are woken one by one; the waiters of an event loop all in one call into the loop
     (a call per delivery costs the loop a wake-up each).
     """
-    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], object]]] = {}
+    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Outcome]]] = {}
     for index, delivery in enumerate(batch):
         outcome = outcomes if isinstance(outcomes, BaseException) else outcomes[index]
-        if delivery.waiter is None:
-            delivery.settle(outcome)
+        if isinstance(delivery.future, asyncio.Future):
+            waiting = on_loops.setdefault(delivery.future.get_loop(), [])
+            waiting.append((delivery.future, outcome))
         else:
-            on_loops.setdefault(delivery.waiter.get_loop(), []).append((delivery.waiter, outcome))
+            _set(delivery.future, outcome)
     for loop, settled in on_loops.items():
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle_waiters, settled)
+            loop.call_soon_threadsafe(_settle_on_loop, settled)
 
 
-def _settle_waiters(settled: list[tuple[asyncio.Future[int], object]]) -> None:
+def _settle_on_loop(settled: list[tuple[asyncio.Future[int], Outcome]]) -> None:
     for waiter, outcome in settled:
-        if waiter.done():  # cancelled: its request is gone
-            continue
-        if isinstance(outcome, BaseException):
-            waiter.set_exception(outcome)
-        else:
-            waiter.set_result(t.cast("int", outcome))
+        if not waiter.done():  # done means cancelled: its request is gone
+            _set(waiter, outcome)
+
+
+def _set(future: Future[int] | asyncio.Future[int], outcome: Outcome) -> None:
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 class SpoolWriter:
@@ -205,9 +201,9 @@ class SpoolWriter:
         Never blocks, so an event loop may call it. The free-space guard is checked once per
         segment, before it is written; when it refuses, the future raises SpoolFullError.
         """
-        delivery = _Delivery(meta, body, future=Future())
-        self._enqueue(delivery)
-        return t.cast("Future[int]", delivery.future)
+        future: Future[int] = Future()
+        self._enqueue(_Delivery(meta, body, future))
+        return future
 
     def submit_from_loop(self, body: bytes, meta: EventMeta) -> asyncio.Future[int]:
         """Queue an event from a running event loop; await the result for its sequence number.
@@ -216,7 +212,7 @@ class SpoolWriter:
         call into the loop.
         """
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Delivery(meta, body, waiter=waiter))
+        self._enqueue(_Delivery(meta, body, waiter))
         return waiter
 
     def _enqueue(self, delivery: _Delivery) -> None:
@@ -304,7 +300,7 @@ class SpoolWriter:
                 raise
             return
         self._last_sequence = first + len(batch) - 1
-        _settle(batch, list(range(first, first + len(batch))))
+        _settle(batch, range(first, first + len(batch)))
 
     def _create_segment(self, first: int, data: bytes) -> None:
         segment = key(self.instance, EVENTS_DIR, event_file_name(first))
