@@ -3,7 +3,8 @@
 Everything in one run, each figure next to its target or baseline:
 - obstore's sequential create-only PUT of a 2 KB object (the cost one segment pays);
 - two receivers with different instance ids on one ``s3://`` spool, 8 connections each;
-- the tap reading 10,000 and 100,000 events from the bucket, events/s and peak RSS.
+- the tap reading 10,000 and 100,000 events from the bucket, events/s and peak RSS;
+- the reader behind 20 ms of added latency, 8 against 32 GETs ahead (``latency_read``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import subprocess
 from typing import TYPE_CHECKING
 
+from bench import latency_read
 from bench.common import BENCH, BIN, PYTHON, Measured, Section, Target, run_measured
 from bench.receiver_bench import TOKEN, create_latency_ms, serving
 from bench.spool_bench import _webhook_events_only
@@ -110,6 +112,7 @@ def s3_spool(workdir: Path, receiver_events: int, read_sizes: tuple[int, int]) -
             workdir, f"s3://{bucket}/receivers", receiver_events
         )
         reads = [_read(workdir, f"s3://{bucket}/read-{size}", size) for size in read_sizes]
+        behind_latency = latency_read.reads_behind_latency(bucket, server.s3, workdir)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -128,6 +131,8 @@ def s3_spool(workdir: Path, receiver_events: int, read_sizes: tuple[int, int]) -
             f"{receiver_events}   # and URL_B at the same time: 16 connections",
             "python bench/spool_fill.py s3://BUCKET/read-N bench N   # set-up",
             "tap-tradecloud --config CONFIG --catalog CATALOG > /dev/null   # spool_dir s3://...",
+            f"python bench/latency_proxy.py PORT S3_PORT {latency_read.LATENCY_MS}   # then "
+            "spool.iter_events through it, read_ahead 8 and 32 (bench/latency_read.py)",
         ],
         header=("measure", "figure"),
         rows=[
@@ -144,6 +149,7 @@ def s3_spool(workdir: Path, receiver_events: int, read_sizes: tuple[int, int]) -
                 )
                 for size, run in zip(read_sizes, reads, strict=True)
             ),
+            *behind_latency,
         ],
         targets=[
             Target(
