@@ -238,6 +238,58 @@ def test_a_group_that_arrives_one_by_one_shares_a_segment(
     assert [int(name.split(".")[0]) for name in names] == [1, 2, 5, 8]
 
 
+class _CountingCondition(threading.Condition):
+    """A condition that counts how often a waiter was woken before its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.woken = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        notified = super().wait(timeout)
+        self.woken += notified
+        return notified
+
+
+def test_a_trickling_group_wakes_the_committer_once_not_once_per_delivery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the committer waits for a group of five, only the fifth delivery wakes it.
+
+    Each wake-up makes the committer thread take the GIL from the receiver's event loop.
+    """
+    writer = SpoolWriter(
+        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=5.0
+    )
+    wake = _CountingCondition()
+    writer._wake = wake  # before open(): the committer thread waits on it
+    with writer:
+        create = writer.store.create
+        writing = threading.Event()
+
+        def slow_create(key: str, data: bytes) -> None:
+            writing.set()
+            time.sleep(1.0)  # the next group is then waited for up to half of this
+            create(key, data)
+
+        monkeypatch.setattr(writer.store, "create", slow_create)
+        first = writer.submit(b"{}", META)
+        assert writing.wait(timeout=30)
+        group = [writer.submit(b"{}", META) for _ in range(5)]  # the next segment: five
+        assert [f.result(timeout=30) for f in (first, *group)] == [1, 2, 3, 4, 5, 6]
+        woken_before = wake.woken
+        trickle = []
+        for _ in range(5):
+            trickle.append(writer.submit(b"{}", META))
+            time.sleep(0.02)
+        assert [f.result(timeout=30) for f in trickle] == [7, 8, 9, 10, 11]
+        woken = wake.woken - woken_before
+
+    assert woken == 2  # the first wakes the idle committer, the fifth completes its group
+    names = sorted(spool_files(tmp_path, "r1", "events"))
+    assert [int(name.split(".")[0]) for name in names] == [1, 2, 7]
+
+
 def test_without_unnamed_files_segments_go_through_tmp_and_stay_exactly_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

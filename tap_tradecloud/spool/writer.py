@@ -58,6 +58,7 @@ DEFAULT_MAX_LINGER_SECONDS = 0.005
 LINGER_SHARE = 0.5
 
 Outcome = int | BaseException  # a delivery's sequence number, or why it was not stored
+_NOBODY_WAITS = 1 << 62  # the committer's wanted count while it is writing
 
 
 @dataclass
@@ -130,6 +131,8 @@ class SpoolWriter:
         self.max_linger_seconds = max_linger_seconds
         self._queue: deque[_Delivery] = deque()
         self._wake = threading.Condition()
+        # How many queued deliveries the committer waits for; none while it writes a segment.
+        self._wanted = 1
         self._closing = False
         self._committer: threading.Thread | None = None
         self._last_sequence = 0
@@ -221,7 +224,8 @@ class SpoolWriter:
                 msg = "The spool writer is closed."
                 raise SpoolError(msg)
             self._queue.append(delivery)
-            self._wake.notify()
+            if len(self._queue) >= self._wanted:
+                self._wake.notify()
 
     def write_event(self, body: bytes, meta: EventMeta) -> int:
         """Store an event durably and return its sequence number.
@@ -245,14 +249,22 @@ class SpoolWriter:
     # -- the committer thread -------------------------------------------------------------
 
     def _commit_loop(self) -> None:
+        """Write what is queued as one segment, again and again.
+
+        The committer is woken only when it has something to do: for the first delivery, or
+        when the group it waits for is complete. A wake-up per delivery made it take the GIL
+        from the event loop once per delivery, which cost the receiver about 10% of its rate.
+        """
         expected, linger = 1, 0.0
         while True:
             with self._wake:
+                self._wanted = 1
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 if not self._queue:
                     return
                 self._gather(expected, linger)
+                self._wanted = _NOBODY_WAITS
                 batch = self._take_batch()
             started = time.monotonic()
             self._commit(batch)
@@ -268,6 +280,7 @@ class SpoolWriter:
         lone delivery is never held back; the wait is a share of the last write's duration.
         """
         deadline = time.monotonic() + linger
+        self._wanted = expected
         while len(self._queue) < expected and not self._closing:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
