@@ -16,7 +16,8 @@ from aiohttp import web
 from tap_tradecloud.spool import EventMeta, SpoolWriter
 from tap_tradecloud.webhook.app import ReceiverConfig, create_app
 from tap_tradecloud.webhook.auth import Credentials
-from tap_tradecloud.webhook.cli import SWITCH_INTERVAL_SECONDS, _logging
+from tap_tradecloud.webhook.cli import SWITCH_INTERVAL_SECONDS
+from tap_tradecloud.webhook.json_logs import logging_to_stderr
 
 
 class NullWriter(SpoolWriter):
@@ -40,7 +41,7 @@ class NullWriter(SpoolWriter):
 
 def main(port: int) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)  # as the receiver's main() does
-    with _logging("INFO"), tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
+    with logging_to_stderr("INFO"), tempfile.TemporaryDirectory(prefix="null-receiver-") as folder:
         writer = NullWriter(folder, "baseline")
         writer.open()  # folders and lock only, so that /healthz answers as the receiver's does
         app = create_app(ReceiverConfig(credentials=Credentials.from_env()), writer)

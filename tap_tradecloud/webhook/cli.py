@@ -4,13 +4,8 @@ Entra issuer, audience and key-set URL (public values) come from flags or the en
 from __future__ import annotations
 
 import argparse
-import contextlib
-import copy
-import json
 import logging
-import logging.handlers
 import os
-import queue
 import socket
 import ssl
 import sys
@@ -19,13 +14,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from tap_tradecloud.compat import override
 from tap_tradecloud.spool import (
     DEFAULT_MIN_FREE_BYTES,
     DEFAULT_MIN_FREE_INODES,
     SpoolError,
     SpoolWriter,
-    utc_now_ms,
     validate_instance,
 )
 from tap_tradecloud.webhook.app import (
@@ -40,9 +33,10 @@ from tap_tradecloud.webhook.entra import (
     EntraSettings,
     EntraTokenValidator,
 )
+from tap_tradecloud.webhook.json_logs import logging_to_stderr
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 LOGGER = logging.getLogger("tap_tradecloud.webhook")
 # Under load the event loop's thread runs Python almost without pause, while the spool's
@@ -50,40 +44,6 @@ LOGGER = logging.getLogger("tap_tradecloud.webhook")
 # At Python's default of 5 ms a segment took 1.5-1.9 ms to write instead of its 0.6 ms of
 # system calls; a 0.5 ms interval gave 7-13% more acknowledged events/s at 16 connections.
 SWITCH_INTERVAL_SECONDS = 0.0005
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line; request fields come from ``extra={"fields": ...}``."""
-
-    @override
-    def format(self, record: logging.LogRecord) -> str:
-        """Render the record as JSON."""
-        entry: dict[str, object] = {
-            "time": utc_now_ms(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            **getattr(record, "fields", {}),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:  # rendered by _LogQueueHandler before the record left its thread
-            entry["exception"] = record.exc_text
-        return json.dumps(entry, default=str)
-
-
-class _LogQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the log thread as they are, with message and traceback rendered."""
-
-    @override
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        record = copy.copy(record)
-        record.msg = record.getMessage()
-        record.args = None
-        if record.exc_info:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
-        return record
 
 
 def _positive_int(text: str) -> int:
@@ -236,33 +196,12 @@ def _ssl_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
     return context
 
 
-@contextlib.contextmanager
-def _logging(level: str) -> Iterator[None]:
-    """Log JSON lines to stderr from a thread of their own, until the block ends.
-
-    A write to a log file can wait for the file system's journal while the spool fsyncs on
-    the same disk; on the event loop that wait stalled every request, so only the log thread
-    writes.
-    """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(records, handler)
-    logging.basicConfig(level=level, handlers=[_LogQueueHandler(records)], force=True)
-    listener.start()
-    try:
-        yield
-    finally:
-        listener.stop()  # writes what is queued
-        logging.basicConfig(level=level, handlers=[handler], force=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the receiver until SIGTERM or SIGINT; return the exit code."""
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _logging(args.log_level):
+    with logging_to_stderr(args.log_level):
         return _run(parser, args)
 
 
