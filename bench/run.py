@@ -36,6 +36,7 @@ class Sizes:
     backlog_orders: int
     memory_orders: tuple[int, int]
     receiver_events: int
+    receiver_rounds: int
     paced_seconds: float
     spool_events: tuple[int, int]
     e2e_orders: tuple[int, int]
@@ -45,10 +46,10 @@ class Sizes:
 
 
 FULL = Sizes(
-    20_000, 3, 12_000, (5_000, 50_000), 10_000, 10.0, (10_000, 100_000),
+    20_000, 3, 12_000, (5_000, 50_000), 10_000, 5, 10.0, (10_000, 100_000),
     (10_000, 50_000), (2, 1), 2_000, 2,
 )  # fmt: skip
-QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 2.0, (500, 2_000), (300, 600), (1, 1), 300, 1)
+QUICK = Sizes(1_000, 1, 1_200, (500, 2_000), 300, 1, 2.0, (500, 2_000), (300, 600), (1, 1), 300, 1)
 
 
 def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Section]]]:
@@ -62,7 +63,7 @@ def benchmarks(sizes: Sizes, workdir: Path) -> dict[str, Callable[[], list[Secti
         "3": lambda: [tap_bench.memory(workdir, sizes.memory_orders)],
         "4": lambda: [
             receiver_bench.receiver(
-                workdir, sizes.receiver_events, sizes.paced_seconds, sizes.rounds
+                workdir, sizes.receiver_events, sizes.paced_seconds, sizes.receiver_rounds
             )
         ],
         "5": lambda: [spool_bench.spool_read(workdir, sizes.spool_events)],

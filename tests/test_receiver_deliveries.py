@@ -175,7 +175,7 @@ def test_a_second_writer_on_a_recreated_folder_gets_503_not_an_overwrite(
     assert answer.status_code == 503
     assert [e.body for e in stored(tmp_path)] == [b'{"n":1}', b'{"n":2}']
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert "already exists" in error.getMessage()
+    assert "was deleted under this running receiver" in error.getMessage()
 
 
 def spool_meta() -> spool.EventMeta:

@@ -30,7 +30,11 @@ META = EventMeta(
 
 @pytest.fixture
 def writer(tmp_path: Path) -> Iterator[SpoolWriter]:
-    with SpoolWriter(tmp_path, "r1", min_free_bytes=0, min_free_inodes=0) as opened:
+    """A writer without a journal: every group goes straight into a segment (see
+    test_spool_journal for the journal)."""
+    with SpoolWriter(
+        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, journal_bytes=0
+    ) as opened:
         yield opened
 
 
@@ -211,7 +215,7 @@ def test_a_group_that_arrives_one_by_one_shares_a_segment(
 ) -> None:
     """After a segment of three, the next three are waited for (briefly), not split up."""
     with SpoolWriter(
-        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=2.0
+        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=2.0, journal_bytes=0
     ) as writer:
         create = writer.store.create
         writing = threading.Event()
@@ -259,7 +263,7 @@ def test_a_trickling_group_wakes_the_committer_once_not_once_per_delivery(
     Each wake-up makes the committer thread take the GIL from the receiver's event loop.
     """
     writer = SpoolWriter(
-        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=5.0
+        tmp_path, "r1", min_free_bytes=0, min_free_inodes=0, max_linger_seconds=5.0, journal_bytes=0
     )
     wake = _CountingCondition()
     writer._wake = wake  # before open(): the committer thread waits on it

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tap_tradecloud.compat import override
+from tap_tradecloud.spool.journal import JOURNAL_FILE
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     INSTANCE_NAME,
     QUARANTINE_DIR,
+    SpoolConflictError,
     SpoolError,
     SpoolFullError,
     SpoolLockedError,
@@ -102,6 +104,21 @@ class LocalStore:
         fd = self._locks.pop(instance, None)
         if fd is not None:
             os.close(fd)
+
+    def check_partition_kept(self, instance: str) -> None:
+        """Raise SpoolConflictError when the partition folder was deleted under its writer.
+
+        Its lock file went with it, so another receiver may have recreated the folder and
+        hold it now: this writer must not add to it.
+        """
+        fd = self._locks.get(instance)
+        if fd is not None and os.fstat(fd).st_nlink == 0:
+            msg = (
+                f"Spool partition {self.root / instance} was deleted under this running "
+                "receiver, so another receiver may write it now. Nothing was written; "
+                "answering 503 until this receiver is restarted."
+            )
+            raise SpoolConflictError(msg)
 
     @staticmethod
     def _take_lock(partition: Path) -> int:
@@ -220,6 +237,10 @@ class LocalStore:
                 f"{min_free_inodes}: delete files or move the spool."
             )
             raise SpoolFullError(msg)
+
+    def journal_path(self, instance: str) -> Path:
+        """Where the partition's write-ahead journal lives (see ``journal``)."""
+        return self.root / instance / JOURNAL_FILE
 
     def check_writable(self, instance: str) -> None:
         """Raise SpoolError when the events folder cannot be written."""

@@ -131,6 +131,12 @@ class ObjectStore:
         prefix = f"{instance}/"
         self._call("LIST", prefix, lambda: self._obstore.list_with_delimiter(self._store, prefix))
 
+    def check_partition_kept(self, instance: str) -> None:
+        """Nothing to check: a second writer shows as a create that conflicts."""
+
+    def journal_path(self, instance: str) -> None:
+        """No journal: a PUT is the one durable write an object store has."""
+
     # -- reading --------------------------------------------------------------------------
 
     def partitions(self) -> list[str]:

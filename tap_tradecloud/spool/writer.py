@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from msgspec.structs import asdict
 
+from tap_tradecloud.spool.journal import DEFAULT_JOURNAL_BYTES, Journal
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     IDENTITY_FILE,
@@ -44,6 +46,7 @@ from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
     from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ DEFAULT_MAX_SEGMENT_EVENTS = 1000
 DEFAULT_MAX_LINGER_SECONDS = 0.005
 # How long to wait for the rest of a group, as a share of the last segment's write time.
 LINGER_SHARE = 0.5
+# How long journalled events may wait to be moved into a segment (and so seen by the tap).
+PUBLISH_AFTER_SECONDS = 0.05
 
 Outcome = int | BaseException  # a delivery's sequence number, or why it was not stored
 _NOBODY_WAITS = 1 << 62  # the committer's wanted count while it is writing
@@ -120,6 +125,7 @@ class SpoolWriter:
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
         max_segment_events: int = DEFAULT_MAX_SEGMENT_EVENTS,
         max_linger_seconds: float = DEFAULT_MAX_LINGER_SECONDS,
+        journal_bytes: int = DEFAULT_JOURNAL_BYTES,
     ) -> None:
         self.instance = validate_instance(instance)
         self.store: Store = open_store(spool_dir)
@@ -129,6 +135,9 @@ class SpoolWriter:
         self.max_segment_bytes = max_segment_bytes
         self.max_segment_events = max_segment_events
         self.max_linger_seconds = max_linger_seconds
+        self.journal_bytes = journal_bytes  # 0: every group goes straight into a segment
+        self._journal: Journal | None = None
+        self._publish_failing = False
         self._queue: deque[_Delivery] = deque()
         self._wake = threading.Condition()
         # How many queued deliveries the committer waits for; none while it writes a segment.
@@ -157,16 +166,23 @@ class SpoolWriter:
 
     @property
     def last_sequence(self) -> int:
-        """The sequence number of the last event made visible (0 when none)."""
+        """The sequence number of the last event stored durably (0 when none)."""
         return self._last_sequence
 
     def open(self) -> None:
-        """Prepare the partition, give it an identity, find the sequence, start committing."""
+        """Prepare the partition, give it an identity, find the sequence, start committing.
+
+        Events that a crash left in the partition's journal are moved into a segment first.
+        """
         self.store.open_partition(self.instance, tmp_max_age_seconds=self.tmp_max_age_seconds)
         try:
             self._ensure_identity()
             self._last_sequence = partition_end(self.store, self.instance)
+            self._open_journal()
         except BaseException:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
             self.store.close_partition(self.instance)
             raise
         self._closing = False
@@ -183,7 +199,56 @@ class SpoolWriter:
                 self._wake.notify()
             self._committer.join()
             self._committer = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         self.store.close_partition(self.instance)
+
+    def _open_journal(self) -> None:
+        path = self.store.journal_path(self.instance)
+        if path is None:  # an object store: a PUT is the only durable write there is
+            return
+        capacity = min(self.journal_bytes, _free_bytes(path.parent) // 8)
+        if not path.exists() and not self.journal_bytes:
+            return
+        self._journal = Journal.open(path, capacity)
+        if self._journal is None:
+            LOGGER.warning(
+                "Spool %s: no room for a %d-byte journal; every group is written as a segment "
+                "(slower under load).",
+                self.partition,
+                self.journal_bytes,
+            )
+            return
+        self._recover(self._journal)
+        if not self.journal_bytes:
+            self._journal.close()
+            self._journal = None
+            path.unlink()
+
+    def _recover(self, journal: Journal) -> None:
+        """Move the journal's records past the partition's end into one segment."""
+        expected = self._last_sequence + 1
+        payloads = []
+        for first, count, payload in journal.records():
+            if first + count <= expected:
+                continue  # already in a segment, or written in an earlier pass
+            if first != expected:
+                break
+            payloads.append(payload)
+            expected += count
+        if payloads:
+            self._create_segment(self._last_sequence + 1, b"".join(payloads))
+            LOGGER.info(
+                "Spool %s: moved %d acknowledged events (%d to %d) from the journal into a "
+                "segment.",
+                self.partition,
+                expected - 1 - self._last_sequence,
+                self._last_sequence + 1,
+                expected - 1,
+            )
+            self._last_sequence = expected - 1
+        journal.reset()
 
     def _ensure_identity(self) -> None:
         with contextlib.suppress(FileExistsError):  # it keeps the identity it was created with
@@ -259,17 +324,34 @@ class SpoolWriter:
         while True:
             with self._wake:
                 self._wanted = 1
-                while not self._queue and not self._closing:
-                    self._wake.wait()
-                if not self._queue:
+                self._wait_for_work()
+                closing, batch = self._closing, None
+                if self._queue:
+                    self._gather(expected, linger)
+                    self._wanted = _NOBODY_WAITS
+                    batch = self._take_batch()
+            if batch is None:  # quiet, or closing: the journal's events go into a segment
+                self._publish_quietly()
+                if closing:
                     return
-                self._gather(expected, linger)
-                self._wanted = _NOBODY_WAITS
-                batch = self._take_batch()
+                continue
             started = time.monotonic()
             self._commit(batch)
             expected = len(batch)
             linger = min(self.max_linger_seconds, LINGER_SHARE * (time.monotonic() - started))
+            if self._journal is not None and self._publish_due(self._journal):
+                self._publish_quietly()
+
+    def _wait_for_work(self) -> None:
+        """Wait for a delivery, for close(), or until the journal's events are due."""
+        while not self._queue and not self._closing:
+            if self._journal is None or not self._journal.pending:
+                self._wake.wait()
+                continue
+            remaining = self._journal.pending_since + PUBLISH_AFTER_SECONDS - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.wait(remaining)
 
     def _gather(self, expected: int, linger: float) -> None:
         """Wait up to ``linger`` seconds until ``expected`` deliveries are queued.
@@ -300,12 +382,18 @@ class SpoolWriter:
     def _commit(self, batch: list[_Delivery]) -> None:
         try:
             if self._must_resync:
+                self._publish()  # acknowledged events keep the numbers they were given
                 self._last_sequence = partition_end(self.store, self.instance)
                 self._must_resync = False
             self.check_free_space()
+            self.store.check_partition_kept(self.instance)
             first = self._last_sequence + 1
             data = encode_segment([(delivery.meta, delivery.body) for delivery in batch])
-            self._create_segment(first, data)
+            if self._use_journal(batch, len(data)):
+                self._append_to_journal(first, len(batch), data)
+            else:
+                self._publish()
+                self._create_segment(first, data)
         except BaseException as exc:  # every waiting delivery hears of it (the receiver: 503)
             self._must_resync = True
             _settle(batch, exc)
@@ -314,6 +402,57 @@ class SpoolWriter:
             return
         self._last_sequence = first + len(batch) - 1
         _settle(batch, range(first, first + len(batch)))
+
+    def _use_journal(self, batch: list[_Delivery], size: int) -> bool:
+        """Journal a group under load; a lone delivery goes straight into a segment.
+
+        So an event sent alone is in a segment (visible to the tap) when it is acknowledged,
+        and a journal too full for the group is emptied into a segment first.
+        """
+        journal = self._journal
+        if journal is None or (len(batch) == 1 and not self._queue):
+            return False
+        if not journal.fits(size):
+            self._publish()
+        return journal.fits(size)
+
+    def _append_to_journal(self, first: int, count: int, data: bytes) -> None:
+        journal = self._journal
+        assert journal is not None  # _use_journal said so
+        journal.append(first, count, data)
+
+    def _publish_due(self, journal: Journal) -> bool:
+        return bool(journal.pending) and (
+            time.monotonic() - journal.pending_since >= PUBLISH_AFTER_SECONDS
+            or journal.offset * 2 >= journal.capacity
+        )
+
+    def _publish(self) -> None:
+        """Move the journal's events into one segment; the journal is then written anew."""
+        journal = self._journal
+        if journal is None or not journal.pending:
+            return
+        self._create_segment(journal.pending_first, b"".join(journal.pending))
+        journal.reset()
+        if self._publish_failing:
+            self._publish_failing = False
+            LOGGER.info(
+                "Spool %s: journalled events are moved into segments again.", self.partition
+            )
+
+    def _publish_quietly(self) -> None:
+        """:meth:`_publish`, logging a failure once: the events stay safe in the journal."""
+        try:
+            self._publish()
+        except Exception as exc:
+            if not self._publish_failing:
+                self._publish_failing = True
+                LOGGER.warning(
+                    "Spool %s: could not move journalled events into a segment yet (%s). They "
+                    "are acknowledged and safe in the journal: retrying, and at the next start.",
+                    self.partition,
+                    exc,
+                )
 
     def _create_segment(self, first: int, data: bytes) -> None:
         segment = key(self.instance, EVENTS_DIR, event_file_name(first))
@@ -327,3 +466,8 @@ class SpoolWriter:
                 "overwritten; answering 503 until only one receiver writes it."
             )
             raise SpoolConflictError(msg) from None
+
+
+def _free_bytes(folder: Path) -> int:
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
