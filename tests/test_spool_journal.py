@@ -17,7 +17,7 @@ import pytest
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolConflictError, SpoolWriter, journal
 from tap_tradecloud.spool.journal import Journal
-from tap_tradecloud.spool.records import encode_segment
+from tap_tradecloud.spool.records import JOURNAL_FILE, encode_segment
 from tests.webhook_helpers import small_tmpfs, spool_files
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def test_concurrent_deliveries_through_the_journal_are_read_once_and_in_order(
     assert sorted(body for _, body in events) == sorted(
         body for worker in range(16) for body in bodies(f"w{worker}", 40)
     )
-    assert (tmp_path / "r1" / journal.JOURNAL_FILE).stat().st_size == journal.DEFAULT_JOURNAL_BYTES
+    assert (tmp_path / "r1" / JOURNAL_FILE).stat().st_size == journal.DEFAULT_JOURNAL_BYTES
 
 
 CRASHING_WRITER = """
@@ -161,7 +161,7 @@ def test_a_crash_leaves_acknowledged_groups_in_the_journal_and_the_next_start_mo
 def journal_with(tmp_path: Path, records: list[tuple[int, list[bytes]]]) -> Path:
     """A journal holding these records, as a crashed writer would have left it."""
     (tmp_path / "r1").mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "r1" / journal.JOURNAL_FILE
+    path = tmp_path / "r1" / JOURNAL_FILE
     made = Journal.open(path, journal.MIN_JOURNAL_BYTES)
     assert made is not None
     for first, events in records:
@@ -281,7 +281,7 @@ def test_without_room_for_a_journal_every_group_becomes_a_segment(
     ):
         assert deliver_together(writer, bodies("g", 3)) == [2, 3, 4]
         events = [body for _, body in read(mount_point)]
-        journal_left = (mount_point / "r1" / journal.JOURNAL_FILE).exists()
+        journal_left = (mount_point / "r1" / JOURNAL_FILE).exists()
 
     assert events == [b'{"lone":true}', *bodies("g", 3)]  # in a segment when acknowledged
     assert not journal_left

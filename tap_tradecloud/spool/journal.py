@@ -23,11 +23,12 @@ import time
 import zlib
 from typing import TYPE_CHECKING
 
+from tap_tradecloud.spool.local import _fsync_dir
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-JOURNAL_FILE = "journal"
 DEFAULT_JOURNAL_BYTES = 4 * 1024 * 1024
 # A journal smaller than this is not worth its file: the writer then writes segments only.
 MIN_JOURNAL_BYTES = 64 * 1024
@@ -56,17 +57,11 @@ class Journal:
         An existing journal is kept as it is, records included, so that they can be recovered;
         a new one is filled with zeros and made durable, name included.
         """
-        flags = os.O_RDWR | os.O_CLOEXEC
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
             return cls._make(path, capacity)
-        size = os.fstat(fd).st_size
-        if size < MIN_JOURNAL_BYTES:  # a journal cut short (its making was interrupted)
-            os.close(fd)
-            path.unlink()
-            return cls._make(path, capacity)
-        return cls(path, fd, size)
+        return cls(path, fd, os.fstat(fd).st_size)
 
     @classmethod
     def _make(cls, path: Path, capacity: int) -> Journal | None:
@@ -137,11 +132,3 @@ class Journal:
 
 def _checksum(first: int, count: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<QII", first, count, len(payload))))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tap_tradecloud.compat import override
-from tap_tradecloud.spool.journal import JOURNAL_FILE
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     INSTANCE_NAME,
+    JOURNAL_FILE,
     QUARANTINE_DIR,
     SpoolConflictError,
     SpoolError,

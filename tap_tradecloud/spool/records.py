@@ -39,6 +39,7 @@ EVENTS_DIR = "events"
 QUARANTINE_DIR = "quarantine"
 SET_ASIDE_DIR = "set-aside"
 IDENTITY_FILE = "identity"
+JOURNAL_FILE = "journal"  # local folders only: see journal.py
 EVENT_SUFFIX = ".event"
 QUARANTINE_SUFFIX = ".quarantined"
 SEQUENCE_DIGITS = 20
