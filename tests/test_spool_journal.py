@@ -286,3 +286,23 @@ def test_without_room_for_a_journal_every_group_becomes_a_segment(
     assert events == [b'{"lone":true}', *bodies("g", 3)]  # in a segment when acknowledged
     assert not journal_left
     assert "no room for a 4194304-byte journal" in caplog.text
+
+
+def test_a_quarter_megabyte_in_the_journal_is_moved_as_soon_as_nothing_is_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two groups, not 50 ms later when the next group may be waiting."""
+    monkeypatch.setattr(spool.writer, "PUBLISH_AFTER_SECONDS", 3600.0)
+    small, large = bodies("small", 3), [b'{"pad":"%s"}' % (b"x" * 100_000) for _ in range(3)]
+    with new_writer(tmp_path) as writer:
+        deliver_together(writer, small)
+        time.sleep(0.3)
+        waiting = read(tmp_path)  # 3 small events: under the threshold, so they wait
+        deliver_together(writer, large)
+        deadline = time.monotonic() + 10
+        while len(read(tmp_path)) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        moved = read(tmp_path)
+
+    assert [sequence for sequence, _ in waiting] == [1]
+    assert [sequence for sequence, _ in moved] == list(range(1, 9))
