@@ -69,6 +69,27 @@ def test_refuses_a_tls_certificate_without_its_key(
     assert "Give both --tls-cert and --tls-key" in capsys.readouterr().err
 
 
+def test_journal_bytes_zero_writes_every_delivery_as_a_segment_and_no_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--spool-dir", str(tmp_path), "--insecure-no-auth", "--journal-bytes", "-1"])
+    assert "--journal-bytes: must be 0 or more, got -1" in capsys.readouterr().err
+
+    receiver = ReceiverProcess(tmp_path / "spool", "plain", "--journal-bytes", "0")
+    try:
+        receiver.wait_healthy()
+        answer = requests.post(
+            receiver.webhook_url, data=event_body(), headers=auth_headers(), timeout=10
+        )
+    finally:
+        receiver.stop()
+
+    assert answer.status_code == 200
+    assert (tmp_path / "spool" / "plain" / "events").is_dir()
+    assert not (tmp_path / "spool" / "plain" / "journal").exists()
+
+
 def test_insecure_no_auth_accepts_anyone_and_says_so(tmp_path: Path) -> None:
     receiver = ReceiverProcess(tmp_path / "spool", "open", "--insecure-no-auth")
     try:
