@@ -17,7 +17,6 @@ import pytest
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolConflictError, SpoolWriter, journal
 from tap_tradecloud.spool.journal import Journal
-from tap_tradecloud.spool.publisher import Publisher
 from tap_tradecloud.spool.records import JOURNAL_FILE, encode_segment
 from tests.webhook_helpers import small_tmpfs, spool_files
 
@@ -113,8 +112,8 @@ def test_concurrent_deliveries_through_the_journal_are_read_once_and_in_order(
 CRASHING_WRITER = """
 import os, sys, threading, time
 from tap_tradecloud.spool import EventMeta, SpoolWriter
-from tap_tradecloud.spool import publisher
-publisher.PUBLISH_AFTER_SECONDS = 3600.0  # nothing leaves the journal before the crash
+from tap_tradecloud.spool import writer as writer_module
+writer_module.PUBLISH_AFTER_SECONDS = 3600.0  # nothing leaves the journal before the crash
 meta = EventMeta(received_at="2026-01-02T03:04:05.678Z", method="POST", path="/")
 writer = SpoolWriter(sys.argv[1], "r1", min_free_bytes=0, min_free_inodes=0)
 writer.open()
@@ -169,31 +168,6 @@ def journal_with(tmp_path: Path, records: list[tuple[int, list[bytes]]]) -> Path
         made.append(first, len(events), encode_segment([(META, body) for body in events]))
     made.close()
     return path
-
-
-def test_recovery_follows_the_sequence_from_one_half_of_the_journal_to_the_other(
-    tmp_path: Path,
-) -> None:
-    """A crash while one half was being written as a segment: its groups are older."""
-    (tmp_path / "r1").mkdir(parents=True)
-    made = Journal.open(tmp_path / "r1" / JOURNAL_FILE, journal.MIN_JOURNAL_BYTES)
-    assert made is not None
-    for first, prefix in ((1, "a"), (3, "b")):
-        made.append(first, 2, encode_segment([(META, body) for body in bodies(prefix, 2)]))
-    made.switch()  # the first half is handed over; groups go to the second one now
-    made.append(5, 2, encode_segment([(META, body) for body in bodies("c", 2)]))
-    made.append(7, 1, encode_segment([(META, body) for body in bodies("d", 1)]))
-    made.close()  # the crash: the first half's segment was never written
-
-    with new_writer(tmp_path) as writer:
-        assert writer.last_sequence == 7
-
-    assert [body for _, body in read(tmp_path)] == [
-        *bodies("a", 2),
-        *bodies("b", 2),
-        *bodies("c", 2),
-        *bodies("d", 1),
-    ]
 
 
 def test_recovery_stops_at_a_torn_record(tmp_path: Path) -> None:
@@ -318,7 +292,7 @@ def test_a_quarter_megabyte_in_the_journal_is_moved_as_soon_as_nothing_is_queued
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between two groups, not 50 ms later when the next group may be waiting."""
-    monkeypatch.setattr(spool.publisher, "PUBLISH_AFTER_SECONDS", 3600.0)
+    monkeypatch.setattr(spool.writer, "PUBLISH_AFTER_SECONDS", 3600.0)
     small, large = bodies("small", 3), [b'{"pad":"%s"}' % (b"x" * 100_000) for _ in range(3)]
     with new_writer(tmp_path) as writer:
         deliver_together(writer, small)
@@ -332,68 +306,3 @@ def test_a_quarter_megabyte_in_the_journal_is_moved_as_soon_as_nothing_is_queued
 
     assert [sequence for sequence, _ in waiting] == [1]
     assert [sequence for sequence, _ in moved] == list(range(1, 9))
-
-
-def started_publisher(
-    tmp_path: Path, create_segment: Callable[[int, bytes], None]
-) -> tuple[Journal, Publisher]:
-    made = Journal.open(tmp_path / JOURNAL_FILE, journal.MIN_JOURNAL_BYTES)
-    assert made is not None
-    publisher = Publisher(made, create_segment, tmp_path)
-    publisher.start(lambda: None)
-    return made, publisher
-
-
-def test_the_publisher_writes_one_half_while_groups_go_to_the_other_and_keeps_the_order(
-    tmp_path: Path,
-) -> None:
-    created: list[int] = []
-    writing, release = threading.Event(), threading.Event()
-
-    def create_segment(first: int, data: bytes) -> None:
-        writing.set()
-        assert release.wait(10)
-        created.append(first)
-
-    made, publisher = started_publisher(tmp_path, create_segment)
-    try:
-        made.append(1, 2, b"a" * 100)
-        publisher.hand_off()
-        assert writing.wait(10)  # the publisher is writing 1-2 as a segment...
-        made.append(3, 1, b"b" * 100)  # ...while the next group is journalled in the other half
-        assert publisher.due_in(queued=False) is None  # busy: nothing more to hand over
-        finished = threading.Thread(target=publisher.publish_all)
-        finished.start()
-        time.sleep(0.1)
-        assert created == []  # publish_all waits for the segment being written
-        release.set()
-        finished.join(10)
-    finally:
-        release.set()
-        publisher.stop()
-
-    assert created == [1, 3]
-
-
-def test_a_half_whose_segment_failed_is_written_again_before_the_next(tmp_path: Path) -> None:
-    created: list[int] = []
-    failures = [OSError(errno.ENOSPC, "No space left on device")]
-
-    def create_segment(first: int, data: bytes) -> None:
-        if failures:
-            raise failures.pop()
-        created.append(first)
-
-    made, publisher = started_publisher(tmp_path, create_segment)
-    try:
-        made.append(1, 2, b"a" * 100)
-        publisher.hand_off()
-        deadline = time.monotonic() + 10
-        while publisher.due_in(queued=False) is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # the failure lands
-        made.append(3, 1, b"b" * 100)
-        publisher.publish_all()
-    finally:
-        publisher.stop()
-
-    assert created == [1, 3]

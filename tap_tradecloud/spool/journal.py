@@ -5,14 +5,13 @@ and, on the benchmark machine under load, 0.9-1.3 ms. Overwriting blocks that ar
 allocated and written, then ``fdatasync``, changes no metadata: a single device flush, about a
 fifth of that. So under load the writer appends each group to ``<instance>/journal``, a file
 of fixed size filled with zeros when it is made, acknowledges the group once that is durable,
-and a little later moves the groups into one segment file while it goes on appending to the
-journal's other half. A lone delivery goes straight into a segment (see ``writer``).
+and moves the groups into one segment file a little later; the journal is then written from
+its start again. A lone delivery goes straight into a segment (see ``writer``).
 
 A record is a header (magic, first sequence, event count, payload length, CRC-32 of all of it)
-and the payload, which is exactly a segment's bytes. After a crash the writer reads each half's
-records from its start up to the first that is torn, and moves those that continue the
-partition's sequence into a segment before it takes deliveries; records of an earlier pass
-hold events already in segments.
+and the payload, which is exactly a segment's bytes. After a crash the writer reads the
+records from the start up to the first that is torn or from an earlier pass, and moves those
+past the partition's last segment into a segment before it takes deliveries.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import os
 import struct
 import time
 import zlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tap_tradecloud.spool.local import _fsync_dir
@@ -39,31 +37,18 @@ _MAGIC = b"TCJ1"
 _ZEROS = bytes(1024 * 1024)
 
 
-@dataclass
-class Half:
-    """One half of the journal and the groups appended to it since it was last emptied."""
-
-    start: int
-    pending: list[bytes] = field(default_factory=list)  # acknowledged, not yet in a segment
-    first: int = 0  # the first sequence of the pending groups
-    since: float = 0.0  # time.monotonic() when the first of them was appended
-
-
 class Journal:
-    """The journal file of one partition, opened by its one writer.
-
-    The file has two halves: groups are appended to the active one while the other one's
-    groups are being written as a segment (by the writer's publisher thread).
-    """
+    """The journal file of one partition, opened by its one writer."""
 
     def __init__(self, path: Path, fd: int, capacity: int) -> None:
         self.path = path
         self.capacity = capacity
-        self.half_bytes = capacity // 2
-        self.halves = (Half(0), Half(self.half_bytes))
-        self.active = self.halves[0]
-        self.offset = 0  # where the next record goes in the active half
+        self.offset = 0  # where the next record goes
         self._fd = fd
+        # The records appended since the last reset: acknowledged, not yet in a segment.
+        self.pending: list[bytes] = []
+        self.pending_first = 0
+        self.pending_since = 0.0  # time.monotonic() of the first of them
 
     @classmethod
     def open(cls, path: Path, capacity: int) -> Journal | None:
@@ -103,17 +88,14 @@ class Journal:
         os.close(self._fd)
 
     def records(self) -> Iterator[tuple[int, int, bytes]]:
-        """``(first sequence, events, payload)`` of the records of each half, from its start
-        until one is torn or zero (the rest may hold records of an earlier pass)."""
-        for half in self.halves:
-            yield from self._records(half.start, half.start + self.half_bytes)
-
-    def _records(self, offset: int, end_of_half: int) -> Iterator[tuple[int, int, bytes]]:
-        while offset + _HEADER.size <= end_of_half:
+        """``(first sequence, events, payload)`` of each record from the start, until one is
+        torn or zero (the rest of the file may hold records of an earlier pass)."""
+        offset = 0
+        while offset + _HEADER.size <= self.capacity:
             header = os.pread(self._fd, _HEADER.size, offset)
             magic, first, count, length, checksum = _HEADER.unpack(header)
             end = offset + _HEADER.size + length
-            if magic != _MAGIC or end > end_of_half:
+            if magic != _MAGIC or end > self.capacity:
                 return
             payload = os.pread(self._fd, length, offset + _HEADER.size)
             if len(payload) != length or _checksum(first, count, payload) != checksum:
@@ -122,44 +104,30 @@ class Journal:
             offset = end
 
     def fits(self, size: int) -> bool:
-        """Whether a payload of ``size`` bytes fits after the active half's records."""
-        return self.offset + _HEADER.size + size <= self.half_bytes
+        """Whether a payload of ``size`` bytes fits after the records written so far."""
+        return self.offset + _HEADER.size + size <= self.capacity
 
     def append(self, first: int, count: int, payload: bytes) -> None:
-        """Write a record after the active half's last one and make it durable (the caller
-        checked ``fits``).
+        """Write a record after the last one and make it durable (the caller checked ``fits``).
 
         The offset moves on only once the record is durable: after a failure the next record
         is written over the one that failed.
         """
         header = _HEADER.pack(_MAGIC, first, count, len(payload), _checksum(first, count, payload))
         record = header + payload
-        position = self.active.start + self.offset
         written = 0
         while written < len(record):
-            written += os.pwrite(self._fd, record[written:], position + written)
+            written += os.pwrite(self._fd, record[written:], self.offset + written)
         os.fdatasync(self._fd)
         self.offset += len(record)
-        if not self.active.pending:
-            self.active.first, self.active.since = first, time.monotonic()
-        self.active.pending.append(payload)
-
-    @property
-    def inactive(self) -> Half:
-        return self.halves[1] if self.active is self.halves[0] else self.halves[0]
-
-    def switch(self) -> Half:
-        """Append to the other half from now on (its groups must be in a segment already);
-        return the half left, whose groups the caller writes as a segment."""
-        left = self.active
-        self.active, self.offset = self.inactive, 0
-        return left
+        if not self.pending:
+            self.pending_first, self.pending_since = first, time.monotonic()
+        self.pending.append(payload)
 
     def reset(self) -> None:
-        """Both halves' groups are in durable segments: start again at the active half's top."""
-        for half in self.halves:
-            half.pending.clear()
+        """Write the next record at the start: every record so far is in a durable segment."""
         self.offset = 0
+        self.pending.clear()
 
 
 def _checksum(first: int, count: int, payload: bytes) -> int:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from msgspec.structs import asdict
 
 from tap_tradecloud.spool.journal import DEFAULT_JOURNAL_BYTES, Journal
-from tap_tradecloud.spool.publisher import Publisher
 from tap_tradecloud.spool.records import (
     EVENTS_DIR,
     IDENTITY_FILE,
@@ -60,6 +59,11 @@ DEFAULT_MAX_SEGMENT_EVENTS = 1000
 DEFAULT_MAX_LINGER_SECONDS = 0.005
 # How long to wait for the rest of a group, as a share of the last segment's write time.
 LINGER_SHARE = 0.5
+# How long journalled events may wait to be moved into a segment (and so seen by the tap).
+PUBLISH_AFTER_SECONDS = 0.05
+# Moving them sooner, once this much waits and nothing is queued, fits the segment write into
+# the gap between two groups (about a millisecond) instead of holding up a group later.
+PUBLISH_WHEN_QUIET_BYTES = 256 * 1024
 
 Outcome = int | BaseException  # a delivery's sequence number, or why it was not stored
 _NOBODY_WAITS = 1 << 62  # the committer's wanted count while it is writing
@@ -135,7 +139,8 @@ class SpoolWriter:
         self.max_segment_events = max_segment_events
         self.max_linger_seconds = max_linger_seconds
         self.journal_bytes = journal_bytes  # 0: every group goes straight into a segment
-        self._publisher: Publisher | None = None  # the journal's, when the partition has one
+        self._journal: Journal | None = None
+        self._publish_failing = False
         self._queue: deque[_Delivery] = deque()
         self._wake = threading.Condition()
         # How many queued deliveries the committer waits for; none while it writes a segment.
@@ -176,13 +181,13 @@ class SpoolWriter:
         try:
             self._ensure_identity()
             self._last_sequence = partition_end(self.store, self.instance)
-            journal = self._open_journal()
+            self._open_journal()
         except BaseException:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
             self.store.close_partition(self.instance)
             raise
-        if journal is not None:
-            self._publisher = Publisher(journal, self._create_segment, self.partition)
-            self._publisher.start(self._wake_committer)
         self._closing = False
         self._committer = threading.Thread(
             target=self._commit_loop, name=f"spool-commit-{self.instance}", daemon=True
@@ -197,49 +202,42 @@ class SpoolWriter:
                 self._wake.notify()
             self._committer.join()
             self._committer = None
-        if self._publisher is not None:
-            self._publisher.stop()
-            self._publisher = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         self.store.close_partition(self.instance)
 
-    def _open_journal(self) -> Journal | None:
-        """The partition's journal, its groups from before a crash moved into a segment."""
+    def _open_journal(self) -> None:
         path = self.store.journal_path(self.instance)
         if path is None:  # an object store: a PUT is the only durable write there is
-            return None
+            return
+        capacity = min(self.journal_bytes, _free_bytes(path.parent) // 8)
         if not path.exists() and not self.journal_bytes:
-            return None
-        journal = Journal.open(path, min(self.journal_bytes, _free_bytes(path.parent) // 8))
-        if journal is None:
+            return
+        self._journal = Journal.open(path, capacity)
+        if self._journal is None:
             LOGGER.warning(
                 "Spool %s: no room for a %d-byte journal; every group is written as a segment "
                 "(slower under load).",
                 self.partition,
                 self.journal_bytes,
             )
-            return None
-        try:
-            self._recover(journal)
-        except BaseException:
-            journal.close()
-            raise
+            return
+        self._recover(self._journal)
         if not self.journal_bytes:
-            journal.close()
+            self._journal.close()
+            self._journal = None
             path.unlink()
-            return None
-        return journal
 
     def _recover(self, journal: Journal) -> None:
-        """Move the journal's records that continue the partition's sequence into one segment.
-
-        Either half may hold the older groups; records at or below the partition's end are
-        already in segments (or from an earlier pass), and the walk stops at the first gap.
-        """
+        """Move the journal's records past the partition's end into one segment."""
         expected = self._last_sequence + 1
-        later = {first: (count, payload) for first, count, payload in journal.records()}
         payloads = []
-        while expected in later:
-            count, payload = later[expected]
+        for first, count, payload in journal.records():
+            if first + count <= expected:
+                continue  # already in a segment, or written in an earlier pass
+            if first != expected:
+                break
             payloads.append(payload)
             expected += count
         if payloads:
@@ -335,12 +333,8 @@ class SpoolWriter:
                     self._gather(expected, linger)
                     self._wanted = _NOBODY_WAITS
                     batch = self._take_batch()
-            if batch is None:  # quiet, or closing: the journal's groups go into a segment
-                if self._publisher is not None:
-                    if closing:
-                        self._publisher.publish_all_quietly()
-                    else:
-                        self._publisher.hand_off()
+            if batch is None:  # quiet, or closing: the journal's events go into a segment
+                self._publish_quietly()
                 if closing:
                     return
                 continue
@@ -348,25 +342,19 @@ class SpoolWriter:
             self._commit(batch)
             expected = len(batch)
             linger = min(self.max_linger_seconds, LINGER_SHARE * (time.monotonic() - started))
-            if self._publisher is not None:
-                due_in = self._publisher.due_in(queued=bool(self._queue))
-                if due_in is not None and due_in <= 0:
-                    self._publisher.hand_off()
+            if self._journal is not None and self._publish_due(self._journal):
+                self._publish_quietly()
 
     def _wait_for_work(self) -> None:
-        """Wait for a delivery, for close(), or until the journal's groups are due."""
+        """Wait for a delivery, for close(), or until the journal's events are due."""
         while not self._queue and not self._closing:
-            due_in = None if self._publisher is None else self._publisher.due_in(queued=False)
-            if due_in is None:
+            if self._journal is None or not self._journal.pending:
                 self._wake.wait()
                 continue
-            if due_in <= 0:
+            remaining = self._journal.pending_since + PUBLISH_AFTER_SECONDS - time.monotonic()
+            if remaining <= 0:
                 return
-            self._wake.wait(due_in)
-
-    def _wake_committer(self) -> None:
-        with self._wake:
-            self._wake.notify()
+            self._wake.wait(remaining)
 
     def _gather(self, expected: int, linger: float) -> None:
         """Wait up to ``linger`` seconds until ``expected`` deliveries are queued.
@@ -397,7 +385,7 @@ class SpoolWriter:
     def _commit(self, batch: list[_Delivery]) -> None:
         try:
             if self._must_resync:
-                self._publish_all()  # acknowledged events keep the numbers they were given
+                self._publish()  # acknowledged events keep the numbers they were given
                 self._last_sequence = partition_end(self.store, self.instance)
                 self._must_resync = False
             self.check_free_space()
@@ -407,7 +395,7 @@ class SpoolWriter:
             if self._use_journal(batch, len(data)):
                 self._append_to_journal(first, len(batch), data)
             else:
-                self._publish_all()
+                self._publish()
                 self._create_segment(first, data)
         except BaseException as exc:  # every waiting delivery hears of it (the receiver: 503)
             self._must_resync = True
@@ -422,23 +410,53 @@ class SpoolWriter:
         """Journal a group under load; a lone delivery goes straight into a segment.
 
         So an event sent alone is in a segment (visible to the tap) when it is acknowledged,
-        and a journal too full for the group is emptied into segments first.
+        and a journal too full for the group is emptied into a segment first.
         """
-        if self._publisher is None or (len(batch) == 1 and not self._queue):
+        journal = self._journal
+        if journal is None or (len(batch) == 1 and not self._queue):
             return False
-        journal = self._publisher.journal
         if not journal.fits(size):
-            self._publish_all()
+            self._publish()
         return journal.fits(size)
 
     def _append_to_journal(self, first: int, count: int, data: bytes) -> None:
-        assert self._publisher is not None  # _use_journal said so
-        self._publisher.journal.append(first, count, data)
+        journal = self._journal
+        assert journal is not None  # _use_journal said so
+        journal.append(first, count, data)
 
-    def _publish_all(self) -> None:
-        """Every journalled group into segments, before a segment written here follows them."""
-        if self._publisher is not None:
-            self._publisher.publish_all()
+    def _publish_due(self, journal: Journal) -> bool:
+        return bool(journal.pending) and (
+            time.monotonic() - journal.pending_since >= PUBLISH_AFTER_SECONDS
+            or journal.offset * 2 >= journal.capacity
+            or (journal.offset >= PUBLISH_WHEN_QUIET_BYTES and not self._queue)
+        )
+
+    def _publish(self) -> None:
+        """Move the journal's events into one segment; the journal is then written anew."""
+        journal = self._journal
+        if journal is None or not journal.pending:
+            return
+        self._create_segment(journal.pending_first, b"".join(journal.pending))
+        journal.reset()
+        if self._publish_failing:
+            self._publish_failing = False
+            LOGGER.info(
+                "Spool %s: journalled events are moved into segments again.", self.partition
+            )
+
+    def _publish_quietly(self) -> None:
+        """:meth:`_publish`, logging a failure once: the events stay safe in the journal."""
+        try:
+            self._publish()
+        except Exception as exc:
+            if not self._publish_failing:
+                self._publish_failing = True
+                LOGGER.warning(
+                    "Spool %s: could not move journalled events into a segment yet (%s). They "
+                    "are acknowledged and safe in the journal: retrying, and at the next start.",
+                    self.partition,
+                    exc,
+                )
 
     def _create_segment(self, first: int, data: bytes) -> None:
         segment = key(self.instance, EVENTS_DIR, event_file_name(first))
