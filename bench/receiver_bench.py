@@ -146,8 +146,9 @@ def create_latency_ms(
 def segment_write_ms(folder: Path, count: int = 300) -> tuple[float, float]:
     """p50 and p99 ms of one 20 KB segment write (about ten 2 KB events) on this disk.
 
-    The receiver's rate at 16 connections follows it: every acknowledgement waits for one.
-    On the shared machines the benchmarks run on it has been seen between 0.35 and 1.3 ms.
+    A lone delivery's acknowledgement waits for one (the paced rows); under load groups go
+    to the journal instead (journal_append_ms). Seen between 0.35 and 1.3 ms on the shared
+    machines the benchmarks run on.
     """
     (folder / "events").mkdir(parents=True)
     return create_latency_ms(folder, "events", b"x" * 20_000, count)

@@ -85,3 +85,17 @@ def test_a_record_that_cannot_be_formatted_is_reported_and_the_rest_still_writte
     assert written[0]["level"] == "ERROR"
     assert "value %d" in str(written[0]["message"])
     assert written[1]["message"] == "after"
+
+
+def test_a_record_logged_while_stopping_is_written_and_the_thread_still_ends() -> None:
+    """A thread may log after stop() queued its end marker; the writer must not wait for more."""
+    stream = io.StringIO()
+    writer = LogWriter(stream, JsonLogFormatter())
+    writer.records.put(record("before"))
+    writer.records.put(None)  # stop()'s end marker...
+    writer.records.put(record("late"))  # ...and a record logged just after it
+    writer.start()
+    writer._thread.join(timeout=10)
+
+    assert not writer._thread.is_alive()
+    assert [line["message"] for line in lines(stream)] == ["before", "late"]

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_JOURNAL_BYTES = 4 * 1024 * 1024
 # A journal smaller than this is not worth its file: the writer then writes segments only.
 MIN_JOURNAL_BYTES = 64 * 1024
+# A new journal takes at most this share of the free space.
+FREE_SPACE_SHARE = 1 / 8
 _HEADER = struct.Struct("<4sQIII")  # magic, first sequence, events, payload bytes, CRC-32
 _MAGIC = b"TCJ1"
 _ZEROS = bytes(1024 * 1024)
@@ -55,7 +57,8 @@ class Journal:
         """Open (or make) the journal at ``path``; None when there is no room for one.
 
         An existing journal is kept as it is, records included, so that they can be recovered;
-        a new one is filled with zeros and made durable, name included.
+        a new one, of ``capacity`` bytes or an eighth of the free space if that is less, is
+        filled with zeros and made durable, name included.
         """
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -65,6 +68,8 @@ class Journal:
 
     @classmethod
     def _make(cls, path: Path, capacity: int) -> Journal | None:
+        stat = os.statvfs(path.parent)
+        capacity = min(capacity, int(stat.f_bavail * stat.f_frsize * FREE_SPACE_SHARE))
         if capacity < MIN_JOURNAL_BYTES:
             return None
         partial = path.with_name(f".{path.name}.new")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 import uuid
@@ -46,7 +45,6 @@ from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
     from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
@@ -211,10 +209,9 @@ class SpoolWriter:
         path = self.store.journal_path(self.instance)
         if path is None:  # an object store: a PUT is the only durable write there is
             return
-        capacity = min(self.journal_bytes, _free_bytes(path.parent) // 8)
         if not path.exists() and not self.journal_bytes:
             return
-        self._journal = Journal.open(path, capacity)
+        self._journal = Journal.open(path, self.journal_bytes)
         if self._journal is None:
             LOGGER.warning(
                 "Spool %s: no room for a %d-byte journal; every group is written as a segment "
@@ -470,8 +467,3 @@ class SpoolWriter:
                 "overwritten; answering 503 until only one receiver writes it."
             )
             raise SpoolConflictError(msg) from None
-
-
-def _free_bytes(folder: Path) -> int:
-    stat = os.statvfs(folder)
-    return stat.f_bavail * stat.f_frsize

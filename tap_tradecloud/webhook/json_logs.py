@@ -94,7 +94,8 @@ class LogWriter:
             with contextlib.suppress(queue.Empty):
                 while True:
                     batch.append(self.records.get_nowait())
-            done = batch[-1] is None
+            # A record may follow the end marker (logged while stop() ran): write it too.
+            done = any(record is None for record in batch)
             self._write([record for record in batch if record is not None])
             if done:
                 return
