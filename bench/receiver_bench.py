@@ -163,7 +163,7 @@ def journal_append_ms(folder: Path, count: int = 300) -> tuple[float, float]:
     try:
         for number in range(count):
             if not journal.fits(20_000):
-                journal.reset()
+                journal.restart()
             started = time.perf_counter()
             journal.append(number + 1, 10, b"x" * 20_000)
             times.append((time.perf_counter() - started) * 1000)

@@ -174,7 +174,7 @@ def test_recovery_stops_at_a_torn_record(tmp_path: Path) -> None:
     path = journal_with(tmp_path, [(1, bodies("a", 2)), (3, bodies("b", 2))])
     size = len(encode_segment([(META, body) for body in bodies("a", 2)]))
     with path.open("r+b") as torn:  # the second record's payload half written
-        torn.seek(2 * 24 + size + 10)
+        torn.seek(2 * journal._HEADER.size + size + 10)
         torn.write(b"\x00" * 8)
 
     with new_writer(tmp_path) as writer:
@@ -286,23 +286,3 @@ def test_without_room_for_a_journal_every_group_becomes_a_segment(
     assert events == [b'{"lone":true}', *bodies("g", 3)]  # in a segment when acknowledged
     assert not journal_left
     assert "no room for a 4194304-byte journal" in caplog.text
-
-
-def test_a_quarter_megabyte_in_the_journal_is_moved_as_soon_as_nothing_is_queued(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Between two groups, not 50 ms later when the next group may be waiting."""
-    monkeypatch.setattr(spool.writer, "PUBLISH_AFTER_SECONDS", 3600.0)
-    small, large = bodies("small", 3), [b'{"pad":"%s"}' % (b"x" * 100_000) for _ in range(3)]
-    with new_writer(tmp_path) as writer:
-        deliver_together(writer, small)
-        time.sleep(0.3)
-        waiting = read(tmp_path)  # 3 small events: under the threshold, so they wait
-        deliver_together(writer, large)
-        deadline = time.monotonic() + 10
-        while len(read(tmp_path)) < 8 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        moved = read(tmp_path)
-
-    assert [sequence for sequence, _ in waiting] == [1]
-    assert [sequence for sequence, _ in moved] == list(range(1, 9))
