@@ -180,3 +180,18 @@ def test_a_second_writer_on_a_recreated_folder_gets_503_not_an_overwrite(
 
 def spool_meta() -> spool.EventMeta:
     return spool.EventMeta(received_at="2026-01-01T00:00:00.000Z", method="POST", path="/")
+
+
+def test_a_content_type_with_bytes_that_are_not_utf8_is_stored_readably(
+    tmp_path: Path, receiver: InThreadReceiver
+) -> None:
+    """aiohttp hands such header bytes over as lone surrogates, which JSON cannot carry."""
+    body = b'{"eventName":"OrderIssuedByBuyer"}'
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": b"application/json; x=\xff"}
+
+    answer = requests.post(receiver.webhook_url, data=body, headers=headers, timeout=10)
+
+    assert answer.status_code == 200
+    [event] = stored(tmp_path)
+    assert event.damage is None
+    assert (event.body, event.meta.content_type) == (body, "application/json; x=\\xff")

