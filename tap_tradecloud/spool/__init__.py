@@ -1,8 +1,9 @@
 """The webhook spool: the one owner of its layout and format, on a local folder or a bucket.
 
 ``records`` defines the data and the names, ``local`` and ``objectstore`` store it, ``writer``
-group-commits the receiver's deliveries into segments (under load through a local partition's
-``journal``) and ``reader`` gives them back in order.
+group-commits the receiver's ``deliveries`` into segments (under load, groups gathered on the
+event loop by ``loop_groups`` go through a local partition's ``journal``) and ``reader`` gives
+them back in order.
 A spool location is a folder path or an ``s3://``, ``gs://`` or ``az://`` URL.
 """
 

@@ -28,11 +28,11 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from msgspec.structs import asdict
 
+from tap_tradecloud.spool.deliveries import Delivery, paired, settle, settle_here
 from tap_tradecloud.spool.journal import DEFAULT_JOURNAL_BYTES, Half, Journal, Record
 from tap_tradecloud.spool.loop_groups import LoopGroups
 from tap_tradecloud.spool.records import (
@@ -52,7 +52,6 @@ from tap_tradecloud.spool.records import (
 from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partition_end
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from types import TracebackType
 
 LOGGER = logging.getLogger(__name__)
@@ -68,55 +67,7 @@ LINGER_SHARE = 0.5
 # How long journalled events may wait to be moved into a segment (and so seen by the tap).
 PUBLISH_AFTER_SECONDS = 0.05
 
-Outcome = int | BaseException  # a delivery's sequence number, or why it was not stored
 _NOBODY_WAITS = 1 << 62  # the committer's wanted count while it is writing
-
-
-@dataclass
-class _Delivery:
-    """One queued event and whoever waits for its sequence number: a thread or an event loop."""
-
-    meta: EventMeta
-    body: bytes
-    future: Future[int] | asyncio.Future[int]
-
-
-def _settle(batch: list[_Delivery], outcomes: Sequence[int] | BaseException) -> None:
-    """Hand every delivery of a segment its sequence number, or the error.
-
-    Threads are woken one by one; the waiters of an event loop all in one call into the loop
-    (a call per delivery costs the loop a wake-up each).
-    """
-    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Outcome]]] = {}
-    for future, outcome in _paired(batch, outcomes):
-        if isinstance(future, asyncio.Future):
-            on_loops.setdefault(future.get_loop(), []).append((future, outcome))
-        else:
-            _set(future, outcome)
-    for loop, settled in on_loops.items():
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_settle_on_loop, settled)
-
-
-def _paired(
-    batch: list[_Delivery], outcomes: Sequence[int] | BaseException
-) -> list[tuple[Future[int] | asyncio.Future[int], Outcome]]:
-    if isinstance(outcomes, BaseException):
-        return [(delivery.future, outcomes) for delivery in batch]
-    return [(delivery.future, outcome) for delivery, outcome in zip(batch, outcomes, strict=True)]
-
-
-def _settle_on_loop(settled: Sequence[tuple[Future[int] | asyncio.Future[int], Outcome]]) -> None:
-    for waiter, outcome in settled:
-        if not waiter.done():  # done means cancelled: its request is gone
-            _set(waiter, outcome)
-
-
-def _set(future: Future[int] | asyncio.Future[int], outcome: Outcome) -> None:
-    if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
-    else:
-        future.set_result(outcome)
 
 
 class SpoolWriter:
@@ -153,8 +104,8 @@ class SpoolWriter:
         self._retry_publish_at = 0.0
         # Held while numbering and writing: by the committer, and by the loop for a journal append.
         self._lock = threading.Lock()
-        self._loop_groups: LoopGroups[_Delivery] | None = None
-        self._queue: deque[_Delivery] = deque()
+        self._loop_groups: LoopGroups[Delivery] | None = None
+        self._queue: deque[Delivery] = deque()
         self._wake = threading.Condition()
         # How many queued deliveries the committer waits for; none while it writes a segment.
         self._wanted = 1
@@ -287,7 +238,7 @@ class SpoolWriter:
         segment, before it is written; when it refuses, the future raises SpoolFullError.
         """
         future: Future[int] = Future()
-        self._enqueue([_Delivery(meta, body, future)])
+        self._enqueue([Delivery(meta, body, future)])
         return future
 
     def submit_from_loop(self, body: bytes, meta: EventMeta) -> asyncio.Future[int]:
@@ -297,7 +248,7 @@ class SpoolWriter:
         call into the loop.
         """
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(meta, body, loop.create_future())
+        delivery = Delivery(meta, body, loop.create_future())
         if self._journal is None:
             self._enqueue([delivery])
             return delivery.future  # type: ignore[return-value]
@@ -307,7 +258,7 @@ class SpoolWriter:
         self._loop_groups.add(delivery)
         return delivery.future  # type: ignore[return-value]
 
-    def _enqueue(self, deliveries: list[_Delivery]) -> None:
+    def _enqueue(self, deliveries: list[Delivery]) -> None:
         with self._wake:
             self._check_open()
             self._queue.extend(deliveries)
@@ -340,7 +291,7 @@ class SpoolWriter:
 
     # -- on the event loop ----------------------------------------------------------------
 
-    def _commit_on_loop(self, group: list[_Delivery]) -> None:
+    def _commit_on_loop(self, group: list[Delivery]) -> None:
         """Append a gathered group to the journal here, or hand it to the committer thread.
 
         Handing every group to the committer cost a GIL hand-over each way and, at 16
@@ -355,9 +306,9 @@ class SpoolWriter:
                 outcomes = exc
             else:
                 return
-        _settle_on_loop(_paired(group, outcomes))
+        settle_here(paired(group, outcomes))
 
-    def _journal_on_loop(self, group: list[_Delivery]) -> range | Exception | None:
+    def _journal_on_loop(self, group: list[Delivery]) -> range | Exception | None:
         """The group's sequence numbers once journalled, the error, or None: the committer's.
 
         The committer takes the group when it holds the lock (it is writing a segment), when
@@ -469,7 +420,7 @@ class SpoolWriter:
                 return
             self._wake.wait(remaining)
 
-    def _take_batch(self) -> list[_Delivery]:
+    def _take_batch(self) -> list[Delivery]:
         batch = [self._queue.popleft()]
         size = len(batch[0].body)
         while self._queue and len(batch) < self.max_segment_events:
@@ -479,7 +430,7 @@ class SpoolWriter:
             batch.append(self._queue.popleft())
         return batch
 
-    def _commit(self, batch: list[_Delivery]) -> None:
+    def _commit(self, batch: list[Delivery]) -> None:
         outcomes: range | BaseException
         with self._lock:
             try:
@@ -487,11 +438,11 @@ class SpoolWriter:
             except BaseException as exc:  # every waiting delivery hears of it (the receiver: 503)
                 self._must_resync = True
                 outcomes = exc
-        _settle(batch, outcomes)
+        settle(batch, outcomes)
         if not isinstance(outcomes, (range, Exception)):
             raise outcomes
 
-    def _write(self, batch: list[_Delivery]) -> range:
+    def _write(self, batch: list[Delivery]) -> range:
         """Number the batch and make it durable, in the journal or as a segment (lock held)."""
         if self._must_resync:
             self._publish()  # acknowledged events keep the numbers they were given
@@ -513,7 +464,7 @@ class SpoolWriter:
         self._last_sequence = first + len(batch) - 1
         return range(first, first + len(batch))
 
-    def _use_journal(self, batch: list[_Delivery], size: int) -> bool:
+    def _use_journal(self, batch: list[Delivery], size: int) -> bool:
         """Journal a group under load; a lone delivery on a quiet writer goes into a segment.
 
         So an event sent alone is in a segment (visible to the tap) when it is acknowledged,
