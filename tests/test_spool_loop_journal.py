@@ -268,3 +268,23 @@ def test_where_a_record_was_written_twice_recovery_takes_the_later_write(
         assert writer.last_sequence == 5
 
     assert [body for _, body in read(tmp_path)] == [*bodies("a", 2), *bodies("again", 3)]
+
+
+def test_an_unexpected_error_on_the_loop_answers_the_group_instead_of_hanging_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(events: object) -> bytes:
+        msg = "a bug"
+        raise RuntimeError(msg)
+
+    async def main(writer: SpoolWriter) -> list[int]:
+        with monkeypatch.context() as patch:
+            patch.setattr(spool.writer, "encode_segment", broken)
+            with pytest.raises(RuntimeError, match="a bug"):
+                await asyncio.wait_for(deliver(writer, bodies("lost", 3)), timeout=10)
+        return await deliver(writer, bodies("kept", 3))
+
+    with new_writer(tmp_path) as writer:
+        assert asyncio.run(main(writer)) == [1, 2, 3]
+
+    assert [body for _, body in read(tmp_path)] == bodies("kept", 3)
