@@ -4,8 +4,10 @@
 
 Uses ``spool.SpoolWriter`` with fsync turned off in this process only: the benchmark measures
 reading, and 100,000 fsynced writes would take minutes on this disk. The files are the same.
-Events are submitted 16 at a time, as 16 busy connections deliver them, so segments hold up to
-16 events, as the receiver's group commit writes them under load. SPOOL_DIR may be s3://...
+Events are submitted 16 at a time, as 16 busy connections deliver them. In a folder the writer
+journals such groups and moves them into segments of up to about a megabyte, as the receiver
+does under load; in a bucket a segment holds one group (up to 16 events). SPOOL_DIR may be
+s3://...
 """
 
 from __future__ import annotations

@@ -221,3 +221,37 @@ def test_without_sizes_reads_ahead_are_bounded_by_count(monkeypatch: pytest.Monk
 
     assert [first for first, _ in read] == list(range(1, 13))
     assert 100 < store.most <= 4 * 100  # read_ahead reads at once; no sizes, no byte budget
+
+
+class _LocalLikeStore:
+    """Reads like a local folder (a batch ahead), counting the segments read so far."""
+
+    read_ahead = 1
+    read_batch = 16
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.reads = 0
+
+    def read(self, key: str) -> bytes:
+        self.reads += 1
+        return b"x" * self.size
+
+
+def test_a_local_read_ahead_holds_about_two_batches_of_bytes_not_of_segments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segments merged from the journal hold up to a megabyte: 16 of them ahead was 16 MB."""
+    monkeypatch.setattr(spool.reader, "READ_BATCH_BYTES", 1000)
+    store = _LocalLikeStore(size=600)  # a batch ends at its second segment
+    firsts = list(range(1, 41))
+
+    ahead = []
+    consumed = 0
+    for _first, data in spool.reader._read_segments(store, "r1", firsts):  # type: ignore[arg-type]
+        consumed += 1
+        ahead.append(store.reads - consumed)
+        assert data == b"x" * 600
+
+    assert consumed == 40
+    assert max(ahead) <= 3  # the rest of this batch and the next one

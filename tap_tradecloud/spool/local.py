@@ -72,7 +72,7 @@ class LocalStore:
 
     durable_listing = False  # a folder listing may miss files that appear during it
     read_ahead = 1  # one batch read by a thread while the tap works on the one before
-    read_batch = 16
+    read_batch = 16  # segments, or fewer once they hold reader.READ_BATCH_BYTES
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).expanduser()

@@ -33,11 +33,13 @@ from tap_tradecloud.spool.stores import SpoolLocation, Store, open_store, partit
 if TYPE_CHECKING:
     import array
     import datetime
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 LOGGER = logging.getLogger(__name__)
 # Bytes of segments an object-store reader fetches ahead at most (besides one larger segment).
 READ_AHEAD_BYTES = 64 * 1024 * 1024
+# Bytes after which a local reader's batch ends (besides one larger segment).
+READ_BATCH_BYTES = 1024 * 1024
 
 
 def list_partitions(spool_dir: SpoolLocation) -> list[str]:
@@ -81,45 +83,88 @@ def _read_segments(
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield each segment's bytes in order (None when it is gone), fetching some ahead.
 
-    A background read takes ``store.read_batch`` segments in turn; ``store.read_ahead`` such
-    reads run at once, and, where the sizes are known, only as many as hold READ_AHEAD_BYTES
-    (one larger segment still goes alone). Batches spare the reader a hand-over per segment
-    where a read is cheap (a local file); concurrent reads hide the latency of each GET of an
-    object store.
+    A local folder is read a batch at a time by one thread while the tap works on the batch
+    before (a hand-over per segment would cost more than the read); an object store's GETs
+    run ``store.read_ahead`` at once, to hide the latency of each.
     """
     folder = key(instance, EVENTS_DIR)
 
-    def read(batch: list[int]) -> list[tuple[int, bytes | None]]:
-        # Names are made here, per batch: a list of them all would grow with the partition.
-        return [
-            (first, _read_or_none(store, f"{folder}/{event_file_name(first)}")) for first in batch
-        ]
+    def read(first: int) -> tuple[int, bytes | None]:
+        return first, _read_or_none(store, f"{folder}/{event_file_name(first)}")
 
-    size = max(store.read_batch, 1)
-    starts = range(0, len(firsts), size)
-    if store.read_ahead <= 0 or len(firsts) <= size:
-        for start in starts:
-            yield from read(firsts[start : start + size])
+    if store.read_ahead <= 1:
+        return _read_in_batches(read, firsts, store.read_batch, in_background=store.read_ahead == 1)
+    return _read_concurrently(read, firsts, store.read_ahead, sizes)
+
+
+def _read_in_batches(
+    read: Callable[[int], tuple[int, bytes | None]],
+    firsts: list[int],
+    most: int,
+    *,
+    in_background: bool,
+) -> Iterator[tuple[int, bytes | None]]:
+    """Read batches of up to ``most`` segments, each ending once it holds READ_BATCH_BYTES.
+
+    Segments hold from one delivery (2 KB) to a journal's worth (a megabyte), so a count alone
+    would hold from 32 KB to 16 MB. With ``in_background``, one thread reads the next batch
+    while the caller works on this one: two batches in memory at most.
+    """
+
+    def batch_from(start: int) -> tuple[list[tuple[int, bytes | None]], int]:
+        batch: list[tuple[int, bytes | None]] = []
+        held, index = 0, start
+        while index < len(firsts) and len(batch) < max(most, 1) and held < READ_BATCH_BYTES:
+            batch.append(read(firsts[index]))
+            held += len(batch[-1][1] or b"")
+            index += 1
+        return batch, index
+
+    if not in_background or len(firsts) <= most:
+        start = 0
+        while start < len(firsts):
+            batch, start = batch_from(start)
+            yield from batch
         return
-    executor = ThreadPoolExecutor(store.read_ahead, thread_name_prefix="spool-read")
-    pending: deque[tuple[Future[list[tuple[int, bytes | None]]], int]] = deque()
+    executor = ThreadPoolExecutor(1, thread_name_prefix="spool-read")
+    try:
+        future = executor.submit(batch_from, 0)
+        while True:
+            batch, following = future.result()
+            if following < len(firsts):  # submitted first, so the read goes on meanwhile
+                future = executor.submit(batch_from, following)
+            yield from batch
+            if following >= len(firsts):
+                return
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_concurrently(
+    read: Callable[[int], tuple[int, bytes | None]],
+    firsts: list[int],
+    at_once: int,
+    sizes: array.array[int] | None,
+) -> Iterator[tuple[int, bytes | None]]:
+    """Keep ``at_once`` reads going and, where the sizes are known, only as many as hold
+    READ_AHEAD_BYTES (one larger segment still goes alone)."""
+    executor = ThreadPoolExecutor(at_once, thread_name_prefix="spool-read")
+    pending: deque[tuple[Future[tuple[int, bytes | None]], int]] = deque()
     held = 0  # bytes of the reads pending
     try:
-        for start in starts:
-            bytes_needed = 0 if sizes is None else sum(sizes[start : start + size])
+        for index, first in enumerate(firsts):
+            bytes_needed = 0 if sizes is None else sizes[index]
             ready: list[tuple[int, bytes | None]] = []
-            while pending and (
-                len(pending) >= store.read_ahead or held + bytes_needed > READ_AHEAD_BYTES
-            ):
+            while pending and (len(pending) >= at_once or held + bytes_needed > READ_AHEAD_BYTES):
                 future, taken = pending.popleft()
                 held -= taken
-                ready.extend(future.result())
+                ready.append(future.result())
             # Submitted before the ready ones are handed on, so reads go on meanwhile.
-            pending.append((executor.submit(read, firsts[start : start + size]), bytes_needed))
+            pending.append((executor.submit(read, first), bytes_needed))
             held += bytes_needed
             yield from ready
         while pending:
-            yield from pending.popleft()[0].result()
+            yield pending.popleft()[0].result()
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
