@@ -263,11 +263,14 @@ def test_an_old_journal_is_recovered_and_removed_when_journals_are_turned_off(
     tmp_path: Path,
 ) -> None:
     path = journal_with(tmp_path, [(1, bodies("j", 3))])
+    half_made = Journal.partial_path(path)  # a crash while a journal was being made
+    half_made.write_bytes(bytes(4096))
 
     with new_writer(tmp_path, journal_bytes=0) as writer:
         assert writer.write_event(b'{"after":1}', META) == 4
 
     assert not path.exists()
+    assert not half_made.exists()
     assert [body for _, body in read(tmp_path)] == [*bodies("j", 3), b'{"after":1}']
 
 

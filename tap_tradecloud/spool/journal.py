@@ -108,7 +108,7 @@ class Journal:
         capacity = min(capacity, int(stat.f_bavail * stat.f_frsize * FREE_SPACE_SHARE))
         if capacity < MIN_JOURNAL_BYTES:
             return None
-        partial = path.with_name(f".{path.name}.new")
+        partial = cls.partial_path(path)
         fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o660)
         try:
             written = 0
@@ -124,6 +124,11 @@ class Journal:
                 return None
             raise
         return cls(path, fd, capacity)
+
+    @staticmethod
+    def partial_path(path: Path) -> Path:
+        """Where a new journal is filled with zeros before it takes its name."""
+        return path.with_name(f".{path.name}.new")
 
     def close(self) -> None:
         os.close(self._fd)

@@ -176,8 +176,10 @@ class SpoolWriter:
         path = self.store.journal_path(self.instance)
         if path is None:  # an object store: a PUT is the only durable write there is
             return
-        if not path.exists() and not self.journal_bytes:
-            return
+        if not self.journal_bytes:
+            Journal.partial_path(path).unlink(missing_ok=True)  # left by a crash while made
+            if not path.exists():
+                return
         self._journal = Journal.open(path, self.journal_bytes)
         if self._journal is None:
             LOGGER.warning(
