@@ -136,8 +136,8 @@ class Journal:
     def records(self) -> list[Record]:
         """Every intact record: each half's from its start until one is torn or zero.
 
-        Beyond a half's last record may lie records of an earlier pass; the reader tells them
-        by their sequence numbers, which are lower.
+        Beyond a half's last record may lie records of an earlier pass; the writer's recovery
+        tells them by their sequence numbers, which are at or below the partition's end.
         """
         found = [record for half in self._halves for record in self._read_half(half)]
         self._written = max((record.written for record in found), default=0)
