@@ -6,29 +6,21 @@ import errno
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tap_tradecloud import spool
-from tap_tradecloud.spool import EventMeta, SpoolConflictError, SpoolWriter, journal
+from tap_tradecloud.spool import SpoolConflictError, SpoolWriter, journal
 from tap_tradecloud.spool.journal import Journal
 from tap_tradecloud.spool.records import JOURNAL_FILE, encode_segment
+from tests.journal_helpers import META, bodies, crash, new_writer, read
 from tests.webhook_helpers import small_tmpfs, spool_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
-
-META = EventMeta(received_at="2026-01-02T03:04:05.678Z", method="POST", path="/webhooks/tradecloud")
-
-
-def new_writer(spool_dir: Path, **options: int) -> SpoolWriter:
-    return SpoolWriter(spool_dir, "r1", min_free_bytes=0, min_free_inodes=0, **options)
 
 
 def deliver_together(writer: SpoolWriter, bodies: list[bytes]) -> list[int]:
@@ -50,14 +42,6 @@ def deliver_together(writer: SpoolWriter, bodies: list[bytes]) -> list[int]:
         return [future.result(timeout=30) for future in group]
     finally:
         writer.store.create = create  # type: ignore[method-assign]
-
-
-def bodies(prefix: str, count: int) -> list[bytes]:
-    return [f'{{"{prefix}":{n}}}'.encode() for n in range(count)]
-
-
-def read(spool_dir: Path) -> list[tuple[int, bytes]]:
-    return [(event.sequence, event.body) for event in spool.iter_events(spool_dir, "r1")]
 
 
 def test_a_group_is_acknowledged_from_the_journal_and_moved_into_a_segment(
@@ -133,14 +117,7 @@ os._exit(0)  # no close(): what is only in the journal must survive
 def test_a_crash_leaves_acknowledged_groups_in_the_journal_and_the_next_start_moves_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHING_WRITER, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert crashed.stdout.strip() == "2,3,4,5,6,7,8"
+    assert crash(CRASHING_WRITER, tmp_path) == "2,3,4,5,6,7,8"
     assert spool_files(tmp_path, "r1", "events") == ["00000000000000000001.event"]
 
     with caplog.at_level(logging.INFO), new_writer(tmp_path) as writer:
@@ -196,6 +173,28 @@ def test_records_already_in_segments_or_from_an_earlier_pass_are_not_moved_again
         assert writer.last_sequence == 7
 
     assert [body for _, body in read(tmp_path)] == [*bodies("seg", 5), *bodies("new", 2)]
+
+
+def test_where_a_record_was_written_twice_recovery_takes_the_later_write(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r1").mkdir()
+    made = Journal.open(tmp_path / "r1" / JOURNAL_FILE, journal.MIN_JOURNAL_BYTES)
+    assert made is not None
+
+    def segment(prefix: str, count: int) -> bytes:
+        return encode_segment([(META, body) for body in bodies(prefix, count)])
+
+    made.append(1, 2, segment("a", 2))
+    made.seal()
+    made.append(3, 2, segment("failed", 2))  # its fdatasync failed: written again below
+    made.append(3, 3, segment("again", 3))
+    made.close()
+
+    with new_writer(tmp_path) as writer:
+        assert writer.last_sequence == 5
+
+    assert [body for _, body in read(tmp_path)] == [*bodies("a", 2), *bodies("again", 3)]
 
 
 def test_a_failed_journal_write_answers_every_waiter_and_leaves_no_gap(

@@ -5,36 +5,20 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING
 
 import pytest
 
 from tap_tradecloud import spool
-from tap_tradecloud.spool import EventMeta, SpoolError, SpoolWriter, journal
+from tap_tradecloud.spool import SpoolError, SpoolWriter, journal
 from tap_tradecloud.spool.journal import Journal
 from tap_tradecloud.spool.loop_groups import MAX_TURNS, LoopGroups
-from tap_tradecloud.spool.records import JOURNAL_FILE, encode_segment
+from tests.journal_helpers import META, bodies, crash, new_writer, read
 from tests.webhook_helpers import spool_files
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-META = EventMeta(received_at="2026-01-02T03:04:05.678Z", method="POST", path="/webhooks/tradecloud")
-
-
-def new_writer(spool_dir: Path, **options: int) -> SpoolWriter:
-    return SpoolWriter(spool_dir, "r1", min_free_bytes=0, min_free_inodes=0, **options)
-
-
-def bodies(prefix: str, count: int, pad: int = 0) -> list[bytes]:
-    return [f'{{"{prefix}":{n},"pad":"{"x" * pad}"}}'.encode() for n in range(count)]
-
-
-def read(spool_dir: Path) -> list[tuple[int, bytes]]:
-    return [(event.sequence, event.body) for event in spool.iter_events(spool_dir, "r1")]
 
 
 async def deliver(writer: SpoolWriter, group: list[bytes]) -> list[int]:
@@ -226,14 +210,7 @@ os._exit(0)
 
 
 def test_a_crash_with_groups_in_both_halves_recovers_them_in_order(tmp_path: Path) -> None:
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASH_WITH_BOTH_HALVES_FULL, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert crashed.stdout.strip() == ",".join(str(n) for n in range(1, 31))
+    assert crash(CRASH_WITH_BOTH_HALVES_FULL, tmp_path) == ",".join(str(n) for n in range(1, 31))
     assert spool_files(tmp_path, "r1", "events") == []
 
     with new_writer(tmp_path) as writer:
@@ -246,28 +223,6 @@ def test_a_crash_with_groups_in_both_halves_recovers_them_in_order(tmp_path: Pat
         b'{"g":1,"n":0,"',
         b'{"g":2,"n":0,"',
     ]
-
-
-def test_where_a_record_was_written_twice_recovery_takes_the_later_write(
-    tmp_path: Path,
-) -> None:
-    (tmp_path / "r1").mkdir()
-    made = Journal.open(tmp_path / "r1" / JOURNAL_FILE, journal.MIN_JOURNAL_BYTES)
-    assert made is not None
-
-    def segment(prefix: str, count: int) -> bytes:
-        return encode_segment([(META, body) for body in bodies(prefix, count)])
-
-    made.append(1, 2, segment("a", 2))
-    made.seal()
-    made.append(3, 2, segment("failed", 2))  # its fdatasync failed: written again below
-    made.append(3, 3, segment("again", 3))
-    made.close()
-
-    with new_writer(tmp_path) as writer:
-        assert writer.last_sequence == 5
-
-    assert [body for _, body in read(tmp_path)] == [*bodies("a", 2), *bodies("again", 3)]
 
 
 def test_an_unexpected_error_on_the_loop_answers_the_group_instead_of_hanging_it(

@@ -197,13 +197,14 @@ class Journal:
         """When the oldest group not yet in a segment was appended."""
         return self.sealed.since if self.sealed is not None else self.active.since
 
-    def active_is_due(self, after_seconds: float) -> bool:
-        """Whether the active half's groups should be moved: old enough, or half its room used."""
+    def seal_if_due(self, after_seconds: float) -> bool:
+        """Seal the active half if its groups are due to be moved (``after_seconds`` old, or
+        half its room used) and the other half is free; whether it did."""
         half = self.active
-        return bool(half.groups) and (
-            time.monotonic() - half.since >= after_seconds
-            or (half.offset - half.start) * 2 >= half.end - half.start
+        due = time.monotonic() - half.since >= after_seconds or (
+            (half.offset - half.start) * 2 >= half.end - half.start
         )
+        return bool(half.groups) and due and self.seal()
 
     def seal(self) -> bool:
         """Make the other half the active one, if it is free and this one holds groups."""

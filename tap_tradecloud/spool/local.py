@@ -278,7 +278,7 @@ class LocalStore:
         return present
 
     def sized_segments(self, instance: str) -> tuple[list[int], array.array[int] | None]:
-        """:meth:`segments`, with no sizes: a local read needs no byte budget."""
+        """:meth:`segments`, with no sizes: the local reader counts the bytes as it reads."""
         return self.segments(instance), None
 
     def highest_segment(self, instance: str) -> int:

@@ -336,22 +336,30 @@ class SpoolWriter:
             if not journal.fits(len(data)):
                 return None  # the committer moves the sealed half, then it fits
             wake = wake or not journal.pending
-            first = self._last_sequence + 1
             try:
-                self.check_free_space()
-                self.store.check_partition_kept(self.instance)
-                journal.append(first, len(group), data)
+                self._check_before_writing()
+                numbers, sealed = self._append(journal, len(group), data)
             except Exception as exc:  # every delivery of the group hears of it (the receiver: 503)
                 self._must_resync = True
                 return exc
-            self._last_sequence = first + len(group) - 1
-            if journal.active_is_due(PUBLISH_AFTER_SECONDS):
-                wake = journal.seal() or wake
-            return range(first, first + len(group))
+            wake = wake or sealed
+            return numbers
         finally:
             self._lock.release()
             if wake:
                 self._wake_committer()
+
+    def _check_before_writing(self) -> None:
+        self.check_free_space()
+        self.store.check_partition_kept(self.instance)
+
+    def _append(self, journal: Journal, count: int, data: bytes) -> tuple[range, bool]:
+        """Number ``count`` events and append them to the journal (lock held, room checked);
+        their numbers, and whether the active half was sealed after them."""
+        first = self._last_sequence + 1
+        journal.append(first, count, data)
+        self._last_sequence = first + count - 1
+        return range(first, first + count), journal.seal_if_due(PUBLISH_AFTER_SECONDS)
 
     def _wake_committer(self) -> None:
         with self._wake:
@@ -455,19 +463,14 @@ class SpoolWriter:
             self._publish()  # acknowledged events keep the numbers they were given
             self._last_sequence = partition_end(self.store, self.instance)
             self._must_resync = False
-        self.check_free_space()
-        self.store.check_partition_kept(self.instance)
-        first = self._last_sequence + 1
+        self._check_before_writing()
         data = encode_segment([(delivery.meta, delivery.body) for delivery in batch])
         if self._use_journal(batch, len(data)):
-            journal = self._journal
-            assert journal is not None  # _use_journal said so
-            journal.append(first, len(batch), data)
-            if journal.active_is_due(PUBLISH_AFTER_SECONDS):
-                journal.seal()
-        else:
-            self._publish()
-            self._create_segment(first, data)
+            assert self._journal is not None  # _use_journal said so
+            return self._append(self._journal, len(batch), data)[0]
+        self._publish()
+        first = self._last_sequence + 1
+        self._create_segment(first, data)
         self._last_sequence = first + len(batch) - 1
         return range(first, first + len(batch))
 
@@ -499,9 +502,9 @@ class SpoolWriter:
             else:
                 self._move_sealed()
                 with self._lock:
-                    journal = self._journal
-                    sealed = journal is not None and journal.active_is_due(PUBLISH_AFTER_SECONDS)
-                    sealed = sealed and journal is not None and journal.seal()
+                    sealed = self._journal is not None and self._journal.seal_if_due(
+                        PUBLISH_AFTER_SECONDS
+                    )
                 if sealed:
                     self._move_sealed()
         except Exception as exc:
